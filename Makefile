@@ -1,0 +1,41 @@
+# ichscan: two commands on a fresh machine.
+#   make demo   set up .venv, synthesise phantom head CT, index, prepare, train, predict, evaluate
+#   make test   set up .venv and run the tests
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ICHSCAN := $(BIN)/ichscan
+DEMO ?= demo-output
+DEMO_STUDIES ?= 48
+DEMO_HOLDOUT ?= 16
+DEMO_SIZE ?= 128
+JOBS ?= 2
+
+.PHONY: demo test bench clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(BIN)/.installed
+	$(ICHSCAN) synth -o $(DEMO)/train-dicom --studies $(DEMO_STUDIES) --seed 0 --preview
+	$(ICHSCAN) index $(DEMO)/train-dicom --labels $(DEMO)/train-dicom/train.csv -o $(DEMO)/train.parquet
+	$(ICHSCAN) stats $(DEMO)/train.parquet -o $(DEMO)/stats
+	$(ICHSCAN) prepare $(DEMO)/train.parquet -o $(DEMO)/cache --size $(DEMO_SIZE)
+	$(ICHSCAN) train --config configs/demo.yaml --set data.cache=$(DEMO)/cache --set output_dir=$(DEMO)/runs
+	$(ICHSCAN) synth -o $(DEMO)/holdout-dicom --studies $(DEMO_HOLDOUT) --seed 1
+	$(ICHSCAN) predict --model $(DEMO)/runs/demo $(DEMO)/holdout-dicom -o $(DEMO)/predictions
+	$(ICHSCAN) evaluate $(DEMO)/predictions/slices.parquet --labels $(DEMO)/holdout-dicom/train.csv -o $(DEMO)/report
+	@echo "Report: $(abspath $(DEMO))/report/report.html"
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -n $(JOBS) -q
+
+bench: $(BIN)/.installed
+	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

@@ -1,0 +1,3 @@
+from ichscan.cli import app
+
+app()
