@@ -1,0 +1,60 @@
+"""`ichscan index`: DICOM folder (+ RSNA labels) → manifest Parquet and its error list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+from rich.console import Console
+
+from ichscan.cli.app import app
+from ichscan.dicom import LabelFileError, index_folder, write_manifest
+
+MAX_ERROR_LINES: Final[int] = 20
+
+
+def _fail(message: str) -> typer.Exit:
+    """Print `Error: <message>` as one line on stderr; the exit to raise (status 1)."""
+    Console(stderr=True, highlight=False).print(f"Error: {message}", soft_wrap=True, markup=False)
+    return typer.Exit(1)
+
+
+@app.command("index")
+def index_command(
+    dicom_dir: Annotated[Path, typer.Argument(help="Folder of DICOM files (flat or nested).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest Parquet to write.")],
+    labels: Annotated[
+        Path | None, typer.Option("--labels", help="RSNA label CSV (ID,Label rows).")
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Reader processes [default: CPUs].")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Read every slice header under DICOM_DIR into one manifest row per slice."""
+    if not dicom_dir.exists():
+        raise _fail(f"{dicom_dir}: no such file or folder")
+    if labels is not None and not labels.is_file():
+        raise _fail(f"{labels}: no such label file")
+    if output.suffix != ".parquet":
+        raise _fail(f"{output}: the manifest must end in .parquet")
+    try:
+        result = index_folder(dicom_dir, labels_csv=labels, workers=workers, progress=progress)
+    except LabelFileError as error:
+        raise _fail(str(error)) from error
+    written = write_manifest(result, output)
+
+    console = Console(highlight=False)
+    for name, count in result.summary().items():
+        console.print(f"{name:>30}: {count:,}")
+    for kind, count in result.errors_by_kind().items():
+        console.print(f"{'errors, ' + kind:>30}: {count:,}")
+    shown = result.errors.head(MAX_ERROR_LINES)
+    for path, reason in zip(shown["path"], shown["reason"]):
+        console.print(f"{path}: {reason}", soft_wrap=True, markup=False)
+    if len(result.errors) > len(shown):
+        console.print(
+            f"... and {len(result.errors) - len(shown):,} more, see {written[1]}", soft_wrap=True
+        )
+    console.print("wrote " + ", ".join(str(path) for path in written), soft_wrap=True)

@@ -1,0 +1,82 @@
+"""`ichscan prepare`: a manifest → the Hounsfield cache (one int16 volume per series)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Final
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ichscan.cli.app import app
+
+ERRORS_SHOWN: Final[int] = 20
+
+
+@app.command("prepare")
+def prepare_command(
+    manifest: Annotated[
+        Path, typer.Argument(help="manifest.parquet written by `ichscan index`.", show_default=False)
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Cache folder (created; resumed if it exists).")
+    ],
+    size: Annotated[
+        int, typer.Option(min=0, help="Cached slice side in pixels; 0 keeps the original matrix.")
+    ] = 256,
+    crop: Annotated[
+        bool | None,
+        typer.Option(
+            "--crop/--no-crop",
+            help="Crop to the head (black borders and head rest removed). "
+            "Default: on when resizing, off with --size 0.",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: all CPUs).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Decode every series of MANIFEST once into int16 Hounsfield units under OUTPUT."""
+    # imported here: torch and scipy load only when this command runs, not for `ichscan --help`
+    from ichscan.prepare import prepare_cache
+    from ichscan.prepare.cache import ERRORS_FILE
+    from ichscan.prepare.run import REQUIRED_COLUMNS
+
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+    if not manifest.is_file():
+        raise typer.BadParameter(f"{manifest}: no such file")
+    try:
+        table = pd.read_parquet(manifest)
+    except Exception as error:  # pyarrow raises several types for a non-Parquet file
+        reason = f"{type(error).__name__}: {error}".splitlines()[0]
+        raise typer.BadParameter(f"{manifest}: cannot read the manifest ({reason})") from error
+    missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
+    if missing:
+        raise typer.BadParameter(f"{manifest}: not a manifest, lacks column(s) {', '.join(missing)}")
+    try:
+        result = prepare_cache(
+            table,
+            output,
+            size=size,
+            crop=size > 0 if crop is None else crop,
+            workers=workers,
+            progress=not quiet,
+        )
+    except (ValueError, OSError) as error:  # e.g. a cache built with other settings
+        console.print(f"[red]error:[/red] {escape(str(error))}")
+        raise typer.Exit(1) from error
+
+    for path, reason in result.errors.head(ERRORS_SHOWN).itertuples(index=False):
+        console.print(f"[yellow]skipped[/yellow] {escape(f'{path}: {reason}')}")
+    if len(result.errors) > ERRORS_SHOWN:
+        console.print(f"… and {len(result.errors) - ERRORS_SHOWN} more")
+    series = result.slices["series_instance_uid"].nunique() if len(result.slices) else 0
+    console.print(
+        f"cached {len(result.slices)} slices in {series} series "
+        f"({result.prepared} prepared, {result.skipped} already done, {result.failed} failed); "
+        f"{len(result.errors)} slices skipped (list: {output / ERRORS_FILE})",
+    )

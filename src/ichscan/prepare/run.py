@@ -1,0 +1,354 @@
+"""`prepare_cache`: a manifest → the Hounsfield cache, in parallel across series, resumable.
+
+The parent process groups the manifest by series, skips series already done (sidecar check, see
+`ichscan.prepare.cache`), and feeds the rest to a process pool through a bounded window of
+`2 × workers` tasks in flight. Workers return metadata only, so the parent's memory is the
+manifest plus a few small records, and each worker holds one series at a time: peak memory does
+not grow with the number of series.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    BrokenExecutor,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    wait,
+)
+from functools import partial
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TypeVar
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ichscan.files import atomic_path
+from ichscan.prepare.cache import (
+    CROP_COLUMNS,
+    ERRORS_FILE,
+    META_FILE,
+    SERIES_DIR,
+    SIZE_COLUMNS,
+    SLICES_FILE,
+    CacheSettings,
+    SeriesRecord,
+    completed_record,
+    is_safe_uid,
+    read_settings,
+    remove_temporary_files,
+    write_json,
+)
+from ichscan.prepare.series import SeriesOutcome, SeriesTask, prepare_series
+
+REQUIRED_COLUMNS: Final[tuple[str, ...]] = (
+    "series_instance_uid",
+    "sop_instance_uid",
+    "slice_index",
+    "path",
+)
+ERROR_COLUMNS: Final[tuple[str, ...]] = ("path", "reason")
+TASKS_IN_FLIGHT_PER_WORKER: Final[int] = 2
+
+Task = TypeVar("Task")
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """The outcome of `prepare_cache`.
+
+    `slices`: the slices table written to `CACHE/slices.parquet`; `errors`: ``path, reason`` of
+    every manifest row not cached (also in `CACHE/errors.csv`); series counts: newly `prepared`,
+    `skipped` because already done by an earlier run, `failed`.
+    """
+
+    cache_dir: Path
+    slices: pd.DataFrame
+    errors: pd.DataFrame
+    prepared: int
+    skipped: int
+    failed: int
+
+
+def default_workers() -> int:
+    """CPUs this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def bounded_map(
+    make_executor: Callable[[], Executor],
+    function: Callable[[Task], Result],
+    tasks: Iterable[Task],
+    in_flight: int,
+) -> Iterator[tuple[Task, Future[Result]]]:
+    """Run `function` over `tasks`, yielding ``(task, done future)`` in completion order.
+
+    At most `in_flight` tasks are submitted ahead of the results consumed, so what is queued
+    (and so memory) stays bounded whatever the number of tasks. If a worker process dies (a
+    decoder crash, the OOM killer) the pool breaks: the futures in flight come back with
+    `BrokenExecutor` and a fresh executor takes the remaining tasks, so one bad file never ends
+    the run.
+    """
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be at least 1, got {in_flight}")
+    executor = make_executor()
+    pending: dict[Future[Result], Task] = {}
+    task_iterator = iter(tasks)
+    try:
+        while True:
+            while len(pending) >= in_flight:  # wait for room before taking the next task
+                yield from _drain(pending)
+            try:
+                task = next(task_iterator)
+            except StopIteration:
+                break
+            try:
+                future = executor.submit(function, task)
+            except BrokenExecutor:
+                executor.shutdown(wait=True, cancel_futures=True)
+                executor = make_executor()
+                future = executor.submit(function, task)
+            pending[future] = task
+        while pending:
+            yield from _drain(pending)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(pending: dict[Future[Result], Task]) -> Iterator[tuple[Task, Future[Result]]]:
+    """Wait for at least one pending future; yield and forget the finished ones."""
+    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+    for future in done:
+        yield pending.pop(future), future
+
+
+class InlineExecutor(Executor):
+    """Runs each task at submission, in this process (``workers=1``: no pool to start).
+
+    Exceptions travel in the future as with a pool; ^C (KeyboardInterrupt) and SystemExit stop
+    the run at once.
+    """
+
+    def submit(self, fn: Callable[..., Result], /, *args: object, **kwargs: object) -> Future[Result]:  # type: ignore[override]
+        future: Future[Result] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+
+
+def _init_worker() -> None:
+    """One intra-op thread per worker: the parallelism is across series."""
+    torch.set_num_threads(1)
+
+
+def make_executor(workers: int) -> Executor:
+    """A process pool of `workers` (fork where available: no re-import), or inline for 1."""
+    if workers <= 1:
+        return InlineExecutor()
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+
+
+def check_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest sorted in anatomical order within each series; ValueError if unusable."""
+    missing = [column for column in REQUIRED_COLUMNS if column not in manifest.columns]
+    if missing:
+        raise ValueError(f"manifest lacks column(s) {', '.join(missing)}")
+    if manifest["path"].isna().any() or manifest["series_instance_uid"].isna().any():
+        raise ValueError("manifest has rows without path or series_instance_uid")
+    order = ["series_instance_uid", "slice_index"]
+    if "position" in manifest.columns:
+        order.append("position")
+    return manifest.sort_values(order, kind="stable").reset_index(drop=True)
+
+
+def series_tasks(
+    manifest: pd.DataFrame, cache_dir: Path, settings: CacheSettings
+) -> Iterator[tuple[SeriesTask, pd.DataFrame]]:
+    """One task per series of a sorted manifest, with the series' rows."""
+    for series_uid, rows in manifest.groupby("series_instance_uid", sort=False):
+        task = SeriesTask(
+            series_instance_uid=str(series_uid),
+            paths=tuple(rows["path"].astype(str)),
+            sop_instance_uids=tuple(rows["sop_instance_uid"].astype(str)),
+            cache_dir=cache_dir,
+            settings=settings,
+        )
+        yield task, rows
+
+
+def cached_rows(rows: pd.DataFrame, record: SeriesRecord) -> pd.DataFrame:
+    """The slices-table rows of one cached series: manifest rows + crop box + cached size.
+
+    `slice_index` and `n_slices` are set to the cached z and depth (identical to the manifest's
+    when it comes from `ichscan index`, which numbers each series 0…n−1).
+    """
+    table = rows.copy()
+    depth = len(table)
+    table["slice_index"] = np.arange(depth, dtype=np.int32)
+    table["n_slices"] = np.full(depth, depth, dtype=np.int32)
+    box = record.crop
+    for column, value in zip(CROP_COLUMNS, (box.y0, box.y1, box.x0, box.x1), strict=True):
+        table[column] = np.full(depth, value, dtype=np.int32)
+    for column, value in zip(SIZE_COLUMNS, (record.height, record.width), strict=True):
+        table[column] = np.full(depth, value, dtype=np.int32)
+    return table
+
+
+def open_cache(cache_dir: Path, settings: CacheSettings) -> None:
+    """Create the cache folders and meta.json, or check an existing cache has the same settings."""
+    existing = read_settings(cache_dir)
+    if existing is not None and existing != settings:
+        raise ValueError(
+            f"{cache_dir / META_FILE}: cache was built with size={existing.size}, "
+            f"crop={existing.crop}, version={existing.version}; asked size={settings.size}, "
+            f"crop={settings.crop}, version={settings.version} (use another folder)"
+        )
+    (cache_dir / SERIES_DIR).mkdir(parents=True, exist_ok=True)
+    remove_temporary_files(cache_dir)
+    if existing is None:
+        write_json(
+            cache_dir / META_FILE,
+            {"size": settings.size, "crop": settings.crop, "version": settings.version},
+        )
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]prepare[/bold] {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("slices"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        disable=not enabled,
+    )
+
+
+def prepare_cache(
+    manifest: pd.DataFrame,
+    cache_dir: str | Path,
+    size: int = 256,
+    crop: bool = True,
+    workers: int | None = None,
+    progress: bool = True,
+) -> PrepareResult:
+    """Decode every series of `manifest` once into the int16 HU cache at `cache_dir`.
+
+    `size` > 0 resizes each slice to `size`×`size` (antialiased; after the head crop when
+    `crop`, else after padding the matrix to a square); `size` 0 keeps the original resolution
+    (then `crop` alone decides whether the head box is cut out). Series already done are
+    skipped, so an interrupted run resumes. A series with an unusable slice is not cached and
+    every one of its slices is reported in `.errors`.
+    """
+    if size < 0:
+        raise ValueError(f"size must be 0 (keep the matrix) or positive, got {size}")
+    cache_dir = Path(cache_dir)
+    settings = CacheSettings(size=int(size), crop=bool(crop))
+    manifest = check_manifest(manifest)
+    open_cache(cache_dir, settings)
+    workers = default_workers() if workers is None else max(1, int(workers))
+
+    tables: list[pd.DataFrame] = []
+    errors: list[tuple[str, str]] = []
+    rows_of: dict[str, pd.DataFrame] = {}
+    todo: list[SeriesTask] = []
+    skipped = 0
+    for task, rows in series_tasks(manifest, cache_dir, settings):
+        if not is_safe_uid(task.series_instance_uid):
+            reason = f"series_instance_uid {task.series_instance_uid!r} is not usable as a file name"
+            errors.extend((path, reason) for path in task.paths)
+            continue
+        record = completed_record(
+            cache_dir, task.series_instance_uid, task.sop_instance_uids, settings
+        )
+        if record is not None:
+            tables.append(cached_rows(rows, record))
+            skipped += 1
+        else:
+            rows_of[task.series_instance_uid] = rows
+            todo.append(task)
+
+    prepared = failed = 0
+    total_slices = sum(len(task.paths) for task in todo)
+    pool_size = min(workers, max(1, len(todo)))
+    in_flight = TASKS_IN_FLIGHT_PER_WORKER * pool_size
+    with _progress(progress) as bar:
+        job = bar.add_task(f"{len(todo)} series ({skipped} already done)", total=total_slices)
+        for task, future in bounded_map(
+            partial(make_executor, pool_size), _safe_prepare_series, todo, in_flight
+        ):
+            outcome = _outcome(task, future)
+            rows = rows_of.pop(outcome.series_instance_uid)
+            if outcome.record is not None:
+                tables.append(cached_rows(rows, outcome.record))
+                prepared += 1
+            else:
+                errors.extend(outcome.errors)
+                failed += 1
+            bar.advance(job, len(rows))
+
+    slices = (
+        pd.concat(tables, ignore_index=True)
+        .sort_values(["series_instance_uid", "slice_index"], kind="stable")
+        .reset_index(drop=True)
+        if tables
+        else _empty_slices(manifest)
+    )
+    error_table = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
+    with atomic_path(cache_dir / SLICES_FILE) as tmp:
+        slices.to_parquet(tmp, index=False)
+    with atomic_path(cache_dir / ERRORS_FILE) as tmp:
+        error_table.to_csv(tmp, index=False)
+    return PrepareResult(cache_dir, slices, error_table, prepared, skipped, failed)
+
+
+def _safe_prepare_series(task: SeriesTask) -> SeriesOutcome:
+    """`prepare_series`, turning an unexpected failure (e.g. disk full) into per-slice errors."""
+    try:
+        return prepare_series(task)
+    except Exception as error:
+        reason = f"series {task.series_instance_uid} not cached: {type(error).__name__}: {error}"
+        return SeriesOutcome(
+            task.series_instance_uid, None, tuple((path, reason) for path in task.paths)
+        )
+
+
+def _outcome(task: SeriesTask, future: Future[SeriesOutcome]) -> SeriesOutcome:
+    """The future's outcome; a dead worker becomes an error on every slice of the series."""
+    error = future.exception()
+    if error is None:
+        return future.result()
+    if not isinstance(error, Exception):
+        raise error
+    reason = (
+        f"series {task.series_instance_uid} not cached: worker process died while preparing it "
+        f"or a series running alongside ({type(error).__name__}); run prepare again to retry"
+    )
+    return SeriesOutcome(task.series_instance_uid, None, tuple((path, reason) for path in task.paths))
+
+
+def _empty_slices(manifest: pd.DataFrame) -> pd.DataFrame:
+    """A slices table with no rows but every column and dtype."""
+    table = manifest.iloc[:0].copy()
+    for column in (*CROP_COLUMNS, *SIZE_COLUMNS):
+        table[column] = pd.Series(dtype=np.int32)
+    return table

@@ -1,0 +1,67 @@
+"""`ichscan prepare` on the command line: the cache, the error list, one-line failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from ichscan.cli import app
+from ichscan.prepare import read_series, read_slices
+
+
+def test_prepare_writes_the_cache_and_lists_bad_files(tmp_path: Path, three_series: pd.DataFrame) -> None:
+    manifest = three_series.copy()
+    first_series = manifest["series_instance_uid"].iloc[0]
+    bad_row = manifest.index[manifest["series_instance_uid"] == first_series][0]
+    manifest.loc[bad_row, "path"] = str(tmp_path / "missing.dcm")
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    cache = tmp_path / "cache"
+    outcome = CliRunner().invoke(
+        app, ["prepare", str(tmp_path / "manifest.parquet"), "-o", str(cache), "--size", "24",
+              "--workers", "1", "--quiet"]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    slices = read_slices(cache)
+    assert slices["series_instance_uid"].nunique() == 2
+    assert read_series(cache, slices["series_instance_uid"].iloc[0]).shape[1:] == (24, 24)
+    errors = pd.read_csv(cache / "errors.csv")
+    n_bad = int((manifest["series_instance_uid"] == first_series).sum())
+    assert len(errors) == n_bad
+    assert f"{tmp_path / 'missing.dcm'}: " in outcome.output
+    assert f"{n_bad} slices skipped" in outcome.output
+
+
+def test_size_zero_defaults_to_no_crop(tmp_path: Path, three_series: pd.DataFrame) -> None:
+    three_series.to_parquet(tmp_path / "manifest.parquet")
+    outcome = CliRunner().invoke(
+        app, ["prepare", str(tmp_path / "manifest.parquet"), "-o", str(tmp_path / "c"), "--size", "0", "-q"]
+    )
+    assert outcome.exit_code == 0, outcome.output
+    slices = read_slices(tmp_path / "c")
+    assert (slices[["crop_y0", "crop_y1", "crop_x0", "crop_x1"]].to_numpy() == [0, 64, 0, 80]).all()
+
+
+def test_unreadable_or_wrong_manifest_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    runner = CliRunner()
+    not_parquet = tmp_path / "notes.parquet"
+    not_parquet.write_text("hello")
+    wrong = tmp_path / "wrong.parquet"
+    pd.DataFrame({"a": [1]}).to_parquet(wrong)
+    for path, reason in ((tmp_path / "absent.parquet", "no such file"),
+                         (not_parquet, "cannot read the manifest"),
+                         (wrong, "lacks column(s)")):
+        outcome = runner.invoke(app, ["prepare", str(path), "-o", str(tmp_path / "cache")])
+        assert outcome.exit_code == 2
+        assert reason in outcome.output and path.name in outcome.output
+        assert "Traceback" not in outcome.output
+
+
+def test_other_settings_on_an_existing_cache_exit_1(tmp_path: Path, three_series: pd.DataFrame) -> None:
+    three_series.to_parquet(tmp_path / "manifest.parquet")
+    args = ["prepare", str(tmp_path / "manifest.parquet"), "-o", str(tmp_path / "c"), "-q", "--workers", "1"]
+    assert CliRunner().invoke(app, [*args, "--size", "16"]).exit_code == 0
+    outcome = CliRunner().invoke(app, [*args, "--size", "32"])
+    assert outcome.exit_code == 1
+    assert "meta.json" in outcome.output and "size=16" in outcome.output
