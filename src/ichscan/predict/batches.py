@@ -1,0 +1,57 @@
+"""Batches of neighbour-slice HU stacks read series by series from the cache.
+
+Each series volume is memory-mapped once and all its slices' neighbour stacks are gathered with one
+fancy index: ``stack[i, j] = volume[clip(slice_index_i + offset_j, 0, z − 1)]`` (offsets clamp at
+the series ends, as in `ichscan.data.SliceDataset`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def neighbour_stacks(volume: np.ndarray, slice_index: np.ndarray, offsets: Sequence[int]) -> np.ndarray:
+    """int16 (n, len(offsets), H, W) stacks of `volume` (z, H, W) around each `slice_index`."""
+    z = volume.shape[0]
+    take = np.clip(slice_index[:, None] + np.asarray(offsets, dtype=np.int64)[None, :], 0, z - 1)
+    return np.asarray(volume[take], dtype=np.int16)
+
+
+def iter_hu_batches(
+    cache_dir: Path,
+    slices: pd.DataFrame,
+    offsets: Sequence[int],
+    batch_size: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Yield `(rows, hu)`: positions into `slices` and their int16 (B, k, H, W) stacks.
+
+    Batches fill across series boundaries, so every batch but the last holds `batch_size` slices.
+    """
+    from ichscan.prepare import read_series
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be ≥ 1, got {batch_size}")
+    pending_rows: list[np.ndarray] = []
+    pending_hu: list[np.ndarray] = []
+    n_pending = 0
+    positions = np.arange(len(slices))
+    series_of_row = slices["series_instance_uid"].to_numpy()
+    slice_index = slices["slice_index"].to_numpy(dtype=np.int64)
+    for uid, rows in pd.Series(positions).groupby(series_of_row, sort=False):
+        rows_array = rows.to_numpy()
+        volume = read_series(cache_dir, str(uid), mmap=True)
+        pending_rows.append(rows_array)
+        pending_hu.append(neighbour_stacks(volume, slice_index[rows_array], offsets))
+        n_pending += len(rows_array)
+        while n_pending >= batch_size:
+            all_rows = np.concatenate(pending_rows)
+            all_hu = np.concatenate(pending_hu)
+            yield all_rows[:batch_size], all_hu[:batch_size]
+            pending_rows, pending_hu = [all_rows[batch_size:]], [all_hu[batch_size:]]
+            n_pending -= batch_size
+    if n_pending:
+        yield np.concatenate(pending_rows), np.concatenate(pending_hu)

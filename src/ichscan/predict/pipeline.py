@@ -1,0 +1,225 @@
+"""`predict`: DICOM folder, manifest or cache → per-slice probabilities, submission, study summary."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ichscan.labels import LABELS, N_LABELS
+from ichscan.predict.batches import iter_hu_batches
+from ichscan.predict.ensemble import (
+    EnsembleMember,
+    Precision,
+    combine_probabilities,
+    expand_runs,
+    load_members,
+    member_probabilities,
+    normalize_weights,
+    prepare_model,
+    resolve_precision,
+    union_offsets,
+)
+from ichscan.predict.inputs import ERROR_COLUMNS, prepare_input
+from ichscan.predict.outputs import (
+    SLICE_COLUMNS,
+    submission_frame,
+    write_csv,
+    write_json,
+    write_parquet,
+)
+from ichscan.predict.studies import label_thresholds, summarize_studies
+
+DEFAULT_CACHE_SIZE = 256  # when no model knows its input size (the `ichscan prepare` default)
+
+
+@dataclass
+class PredictionResult:
+    """What `predict` wrote and the tables behind it; `timings` in seconds per stage."""
+
+    out_dir: Path
+    slices: pd.DataFrame
+    studies: pd.DataFrame
+    errors: pd.DataFrame
+    files: dict[str, Path] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def predict_probabilities(
+    members: Sequence[EnsembleMember],
+    cache_dir: Path,
+    slices: pd.DataFrame,
+    *,
+    weights: Sequence[float] | None = None,
+    tta: bool = False,
+    batch_size: int = 32,
+    precision: Precision = "auto",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> np.ndarray:
+    """Ensemble probabilities (len(slices), 6) float32, rows in the order of `slices`.
+
+    Each batch of neighbour stacks is read once from the cache and shared by all members; each
+    member windows and resizes it its own way.
+    """
+    device = torch.device(device)
+    w = normalize_weights(weights, len(members))
+    autocast_dtype = resolve_precision(precision, device)
+    offsets = union_offsets(members)
+    members = [
+        EnsembleMember(m.name, prepare_model(m.model, device), m.channel_spec, m.size) for m in members
+    ]
+    probabilities = np.full((len(slices), N_LABELS), np.nan, dtype=np.float32)
+    with ExitStack() as stack:
+        bar = stack.enter_context(
+            Progress(
+                TextColumn("predict"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                disable=not progress,
+                transient=True,
+            )
+        )
+        task = bar.add_task("slices", total=len(slices))
+        stack.enter_context(torch.inference_mode())
+        for rows, hu in iter_hu_batches(cache_dir, slices, offsets, batch_size):
+            hu_tensor = torch.from_numpy(hu).to(device)
+            per_member = torch.stack(
+                [
+                    member_probabilities(m, hu_tensor, offsets, tta=tta, autocast_dtype=autocast_dtype)
+                    for m in members
+                ]
+            )
+            probabilities[rows] = combine_probabilities(per_member.cpu().numpy(), w)
+            bar.advance(task, len(rows))
+    return probabilities
+
+
+def expand_model_list(
+    models: Sequence[Path | EnsembleMember], weights: Sequence[float] | None
+) -> tuple[list[Path | EnsembleMember], list[float]]:
+    """Expand every run-folder entry of `models` into its fold runs (see `expand_runs`).
+
+    Each entry keeps its weight (equal when `weights` is None), shared equally by its folds.
+    """
+    entry_weights = normalize_weights(weights, len(models))
+    expanded: list[Path | EnsembleMember] = []
+    expanded_weights: list[float] = []
+    for model, weight in zip(models, entry_weights):
+        if isinstance(model, EnsembleMember):
+            expanded.append(model)
+            expanded_weights.append(float(weight))
+        else:
+            runs, run_weights = expand_runs([Path(model)], [float(weight)])
+            expanded += runs
+            expanded_weights += run_weights or []
+    return expanded, expanded_weights
+
+
+def predict(
+    models: Sequence[Path | EnsembleMember],
+    input: Path,
+    out_dir: Path,
+    tta: bool = False,
+    weights: Sequence[float] | None = None,
+    batch_size: int = 32,
+    workers: int | None = None,
+    progress: bool = True,
+    *,
+    threshold: float | Mapping[str, float] = 0.5,
+    top_k: int = 5,
+    checkpoint: str = "best",
+    precision: Precision = "auto",
+    device: str = "cpu",
+    cache_dir: Path | None = None,
+    crop: bool = True,
+) -> PredictionResult:
+    """Predict every slice of INPUT with one run or an ensemble of runs and write OUT/.
+
+    `models`: run directories (a folder of `fold*` runs counts as their k-fold ensemble, sharing
+    its weight) or already loaded members. INPUT: a DICOM folder of any layout, a
+    manifest Parquet or an HU cache; a new cache is prepared at the largest model size, in
+    `cache_dir` when given (kept, resumable) or else in a temporary folder inside `out_dir`.
+    Unusable files are reported in OUT/errors.csv and skipped. `threshold` (one value or per label)
+    decides the subtypes present in the study summary; `top_k` slices are listed per study.
+    """
+    overall = start = time.perf_counter()
+    out_dir = Path(out_dir)
+    thresholds = label_thresholds(threshold)
+    if not models:
+        raise ValueError("at least one model run is needed")
+    if any(not isinstance(m, EnsembleMember) for m in models):
+        models, weights = expand_model_list(models, weights)
+    path_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember)]
+    loaded = iter(load_members(path_runs, checkpoint=checkpoint)) if path_runs else iter(())
+    members = [m if isinstance(m, EnsembleMember) else next(loaded) for m in models]
+    normalize_weights(weights, len(members))
+    size = max(m.size for m in members) or DEFAULT_CACHE_SIZE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {"load_models": time.perf_counter() - start}
+
+    with ExitStack() as stack:
+        work_cache = cache_dir
+        if work_cache is None:
+            work_cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
+        prepared = prepare_input(
+            Path(input), Path(work_cache), size=size, crop=crop, workers=workers, progress=progress
+        )
+        timings.update(prepared.timings)
+        slices = prepared.slices.reset_index(drop=True)
+        start = time.perf_counter()
+        probabilities = (
+            predict_probabilities(
+                members,
+                prepared.cache_dir,
+                slices,
+                weights=weights,
+                tta=tta,
+                batch_size=batch_size,
+                precision=precision,
+                device=device,
+                progress=progress,
+            )
+            if len(slices)
+            else np.zeros((0, N_LABELS), dtype=np.float32)
+        )
+        timings["inference"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    id_columns = [c for c in SLICE_COLUMNS if c not in LABELS]
+    table = slices[[*id_columns, "patient_id"]].copy()
+    table[list(LABELS)] = probabilities
+    studies, records = summarize_studies(table, thresholds, top_k)
+    slice_table = table[list(SLICE_COLUMNS)]
+    errors = prepared.errors[list(ERROR_COLUMNS)].reset_index(drop=True)
+    files = {
+        "slices": write_parquet(slice_table, out_dir / "slices.parquet"),
+        "submission": write_csv(submission_frame(slice_table), out_dir / "submission.csv"),
+        "studies_csv": write_csv(studies, out_dir / "studies.csv"),
+        "studies_json": write_json(
+            {
+                "models": [m.name for m in members],
+                "weights": normalize_weights(weights, len(members)).tolist(),
+                "tta": tta,
+                "thresholds": thresholds,
+                "top_k": top_k,
+                "n_slices": len(slice_table),
+                "n_errors": len(errors),
+                "studies": records,
+            },
+            out_dir / "studies.json",
+        ),
+        "errors": write_csv(errors, out_dir / "errors.csv"),
+    }
+    timings["writing"] = time.perf_counter() - start
+    timings["total"] = time.perf_counter() - overall
+    return PredictionResult(out_dir, slice_table, studies, errors, files, timings)
