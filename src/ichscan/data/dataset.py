@@ -167,7 +167,7 @@ class SliceDataset(Dataset[dict[str, Any]]):
         hu = np.ascontiguousarray(volume[self.z[index]])
         return {
             "hu": torch.from_numpy(hu),
-            "labels": torch.from_numpy(self.labels[index]),
+            "labels": torch.tensor(self.labels[index]),
             "index": int(index),
         }
 

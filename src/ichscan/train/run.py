@@ -1,0 +1,352 @@
+"""Training runs: ``fit`` a config into a run directory, ``load_model`` it back for prediction.
+
+Run directory (``config.run_dir(fold)`` = ``output_dir/name/fold<k>``)::
+
+    config.yaml              the resolved config (every default written out)
+    metrics.csv              one row per epoch (train loss, val loss, val_wll, per-class AUC, lr, time)
+    checkpoints/best.ckpt    weights of the epoch with the lowest validation weighted log loss
+    checkpoints/last.ckpt    full training state at the end of the latest epoch (for ``--resume``)
+    oof.parquet              out-of-fold predictions of best.ckpt on the validation fold
+    train.log                the run's log
+    logs/                    step-level CSV (and TensorBoard, when installed) logs of Lightning
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger
+from rich.progress import track
+from torch import nn
+
+from ichscan.config import ConfigError, ExperimentConfig, config_from_dict, dump_config
+from ichscan.data.dataset import SliceDataset, create_loader
+from ichscan.data.windows import ChannelSpec, apply_windows
+from ichscan.files import atomic_path
+from ichscan.labels import LABELS
+from ichscan.train.callbacks import AtomicCheckpointIO, EpochMetricsCSV
+from ichscan.train.datamodule import SliceDataModule
+from ichscan.train.module import (
+    MONITOR,
+    SliceClassifier,
+    build_model,
+    channel_spec,
+    config_of_checkpoint,
+    model_state,
+    resize_hu,
+)
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.csv"
+OOF_FILE = "oof.parquet"
+LOG_FILE = "train.log"
+CHECKPOINT_DIR = "checkpoints"
+
+# Settings that may change when a run is resumed (more epochs, other hardware); all else must match.
+RESUMABLE_CHANGES = frozenset({
+    "output_dir", "data.cache_dir", "trainer.epochs", "trainer.num_workers", "trainer.progress_bar",
+    "trainer.early_stopping_patience", "trainer.eval_batch_size", "trainer.accelerator",
+    "trainer.devices", "trainer.strategy", "trainer.num_nodes",
+})
+
+
+class RunError(RuntimeError):
+    """A run directory that cannot be used as asked; the message names it and the reason."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A trained network ready for prediction, with what it needs to see its inputs as in training.
+
+    ``size`` is the square input side in pixels (0: the cache's own size).
+    """
+
+    model: nn.Module
+    config: ExperimentConfig
+    channel_spec: ChannelSpec
+    size: int
+    checkpoint: Path
+
+
+def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_resumable(run_dir: Path, config: ExperimentConfig) -> None:
+    stored_path = run_dir / CONFIG_FILE
+    if not stored_path.exists():
+        return
+    stored = _flatten(yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {})
+    current = _flatten(config.model_dump(mode="json"))
+    changed = sorted(key for key in stored.keys() | current.keys()
+                     if stored.get(key) != current.get(key) and key not in RESUMABLE_CHANGES)
+    if changed:
+        raise RunError(f"{stored_path}: cannot resume with a different config; changed: {', '.join(changed)}")
+
+
+@contextmanager
+def _run_log(path: Path) -> Iterator[None]:
+    """Copy the ``ichscan`` and Lightning loggers into the run's ``train.log`` (rank 0 only)."""
+    if rank_zero_only.rank != 0:
+        yield
+        return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger(name) for name in ("ichscan", "lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+        handler.close()
+
+
+def _loggers(run_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(run_dir, name="logs")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        import tensorboard  # noqa: F401  (optional dependency)
+
+        loggers.append(TensorBoardLogger(run_dir, name="logs", version=loggers[0].version))
+    except ImportError:
+        pass
+    return loggers
+
+
+def resolve_precision(config: ExperimentConfig) -> str:
+    """``trainer.precision`` with ``auto`` resolved: bf16-mixed where the device computes bf16
+    natively (CUDA with bf16, CPUs with AVX-512 BF16/AMX: 1.5–2.7× faster on CPU), else 16-mixed on
+    older GPUs and 32 on other CPUs (emulated bf16 would be slower than fp32)."""
+    precision = config.trainer.precision
+    if precision != "auto":
+        return precision
+    accelerator = config.trainer.accelerator
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    native_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    return "bf16-mixed" if native_bf16 else "32"
+
+
+def build_trainer(config: ExperimentConfig, run_dir: Path) -> pl.Trainer:
+    """The Lightning ``Trainer`` of a run: checkpoints, metrics.csv, early stopping, progress, DDP."""
+    trainer_cfg = config.trainer
+    callbacks: list[pl.Callback] = [
+        # best.ckpt: weights only (for prediction), lowest val_wll; last.ckpt: full state (for --resume).
+        ModelCheckpoint(
+            dirpath=run_dir / CHECKPOINT_DIR, filename="best", monitor=MONITOR, mode="min", save_top_k=1,
+            save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
+        ),
+        ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True,
+                        enable_version_counter=False),
+        EpochMetricsCSV(run_dir / METRICS_FILE),
+    ]
+    if trainer_cfg.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor=MONITOR, mode="min", patience=trainer_cfg.early_stopping_patience))
+    if trainer_cfg.progress_bar:
+        callbacks.append(RichProgressBar())
+    return pl.Trainer(
+        default_root_dir=run_dir,
+        max_epochs=trainer_cfg.epochs,
+        accelerator=trainer_cfg.accelerator,
+        devices=trainer_cfg.devices,
+        strategy=trainer_cfg.strategy,
+        num_nodes=trainer_cfg.num_nodes,
+        precision=resolve_precision(config),
+        callbacks=callbacks,
+        logger=_loggers(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        enable_progress_bar=trainer_cfg.progress_bar,
+        enable_model_summary=trainer_cfg.progress_bar,
+        limit_train_batches=trainer_cfg.limit_train_batches,
+        limit_val_batches=trainer_cfg.limit_val_batches,
+        gradient_clip_val=trainer_cfg.gradient_clip_val,
+        accumulate_grad_batches=trainer_cfg.accumulate_grad_batches,
+        log_every_n_steps=10,
+    )
+
+
+def _loss_params(config: ExperimentConfig, datamodule: SliceDataModule) -> dict[str, Any]:
+    """Data-dependent loss arguments: per-class positive/negative counts of the training fold."""
+    from ichscan.train.losses import needs_label_counts
+
+    if not needs_label_counts(config.loss.name, config.loss.params):
+        return {}
+    positives, negatives = datamodule.label_counts()
+    return {"positives": positives.tolist(), "negatives": negatives.tolist()}
+
+
+def fit(config: ExperimentConfig, fold: int | None = None, resume: bool = False) -> Path:
+    """Train ``config`` on one fold and return its run directory.
+
+    ``fold`` defaults to ``config.data.fold``. ``resume=True`` continues from
+    ``checkpoints/last.ckpt`` (the stored config must match, except ``RESUMABLE_CHANGES``); without
+    it an existing run is an error rather than overwritten. Multi-GPU / multi-node training is the
+    standard Lightning path (``trainer.strategy=ddp``, ``devices``, ``num_nodes``).
+    """
+    fold = config.data.fold if fold is None else fold
+    if not 0 <= fold < config.data.split.n_folds:
+        raise ConfigError(f"fold {fold}: must be in 0..{config.data.split.n_folds - 1}")
+    config = config.model_copy(update={"data": config.data.model_copy(update={"fold": fold})})
+    run_dir = config.run_dir(fold)
+    last = run_dir / CHECKPOINT_DIR / "last.ckpt"
+    if resume:
+        if not last.exists():
+            raise RunError(f"{last}: no checkpoint to resume from")
+        _check_resumable(run_dir, config)
+    elif rank_zero_only.rank == 0 and any((run_dir / CHECKPOINT_DIR).glob("*.ckpt")):
+        raise RunError(f"{run_dir}: already holds a trained run; pass --resume to continue it, "
+                       "or choose another name/output_dir")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
+        datamodule = SliceDataModule(config)
+        datamodule.setup("fit")
+        module = SliceClassifier(config, loss_params=_loss_params(config, datamodule))
+        if rank_zero_only.rank == 0:
+            with atomic_path(run_dir / CONFIG_FILE) as tmp:
+                tmp.write_text(dump_config(config), encoding="utf-8")
+        log.info("run %s: %s on fold %d, precision %s%s", run_dir, config.model.backbone, fold,
+                 resolve_precision(config), " (resumed)" if resume else "")
+        trainer = build_trainer(config, run_dir)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
+        if trainer.is_global_zero:
+            _write_oof(run_dir, config, datamodule, module)
+            best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+            log.info("run %s finished: best %s %.5f", run_dir, MONITOR, float("nan") if best is None else float(best))
+    return run_dir
+
+
+def validated_rows(config: ExperimentConfig, n_rows: int) -> int:
+    """How many validation rows (in loader order) Lightning scores under ``trainer.limit_val_batches``."""
+    limit = config.trainer.limit_val_batches
+    batch = config.trainer.eval_batch_size or 2 * config.trainer.batch_size
+    n_batches = math.ceil(n_rows / batch)
+    if limit is None or (isinstance(limit, float) and limit >= 1.0):
+        return n_rows
+    kept = int(limit) if isinstance(limit, int) else max(1, int(limit * n_batches))
+    return min(n_rows, kept * batch)
+
+
+def _write_oof(run_dir: Path, config: ExperimentConfig, datamodule: SliceDataModule, module: SliceClassifier) -> None:
+    """Predict the validated rows of the validation fold with ``best.ckpt``; write ``oof.parquet``."""
+    assert datamodule.val_slices is not None
+    best = checkpoint_path(run_dir, "best")
+    state = torch.load(best, map_location="cpu", weights_only=True)
+    model = module.model.cpu()
+    model.load_state_dict(dict(model_state(state)))
+    loaded = LoadedModel(model=model.eval(), config=config, channel_spec=channel_spec(config),
+                         size=config.data.size or 0, checkpoint=best)
+    n_rows = validated_rows(config, len(datamodule.val_slices))
+    if n_rows < len(datamodule.val_slices):
+        log.warning("oof.parquet holds the %d of %d validation slices scored under trainer.limit_val_batches",
+                    n_rows, len(datamodule.val_slices))
+    slices = datamodule.val_slices.iloc[:n_rows]
+    probs = predict_slices(loaded, config.data.cache_dir, slices,
+                           batch_size=config.trainer.eval_batch_size or 2 * config.trainer.batch_size,
+                           workers=config.trainer.num_workers,
+                           bf16=resolve_precision(config) == "bf16-mixed", progress=config.trainer.progress_bar)
+    ids = [c for c in ("image_id", "study_instance_uid", "series_instance_uid", "slice_index") if c in slices]
+    oof = slices[ids].copy()
+    oof.insert(1, "fold", slices["fold"].astype(np.int32).to_numpy())
+    for k, label in enumerate(LABELS):
+        oof[label] = probs[:, k]
+    for label in LABELS:
+        oof[f"label_{label}"] = slices[label].astype(np.float32).to_numpy()
+    with atomic_path(run_dir / OOF_FILE) as tmp:
+        oof.to_parquet(tmp, index=False)
+
+
+def predict_slices(
+    loaded: LoadedModel,
+    cache_dir: Path,
+    slices: pd.DataFrame,
+    batch_size: int = 64,
+    workers: int = 0,
+    bf16: bool = False,
+    progress: bool = False,
+) -> np.ndarray:
+    """Sigmoid probabilities ``(n, 6)`` float32 of a loaded model on rows of a cache's slices table."""
+    dataset = SliceDataset(cache_dir, slices, offsets=loaded.channel_spec.offsets)
+    loader = create_loader(dataset, batch_size=batch_size, workers=workers)
+    device = next(loaded.model.parameters()).device
+    probs = np.empty((len(dataset), len(LABELS)), dtype=np.float32)
+    autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
+    batches = track(loader, description="out-of-fold predictions") if progress else loader
+    with torch.inference_mode(), autocast:
+        for batch in batches:
+            hu = resize_hu(batch["hu"].to(device), loaded.size or None)
+            x = apply_windows(hu, loaded.channel_spec).contiguous(memory_format=torch.channels_last)
+            probs[batch["index"].numpy()] = torch.sigmoid(loaded.model(x).float()).cpu().numpy()
+    return probs
+
+
+def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
+    """``RUN/checkpoints/<checkpoint>.ckpt``, or ``checkpoint`` itself when it names a file."""
+    candidate = Path(checkpoint)
+    path = candidate if candidate.suffix == ".ckpt" else Path(run_dir) / CHECKPOINT_DIR / f"{checkpoint}.ckpt"
+    if not path.is_file():
+        raise RunError(f"{path}: checkpoint not found (is {run_dir} a finished `ichscan train` run?)")
+    return path
+
+
+def load_model(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> LoadedModel:
+    """The network of a run in eval mode (channels_last) with its config, channel spec and size."""
+    path = checkpoint_path(Path(run_dir), checkpoint)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001  (torch raises many kinds for a bad file)
+        raise RunError(f"{path}: cannot read checkpoint ({exc.__class__.__name__}: {str(exc)[:200]})") from exc
+    try:
+        config = config_of_checkpoint(state, str(path))
+    except (ValueError, ConfigError) as exc:
+        raise RunError(str(exc)) from exc
+    model = build_model(config, pretrained=False)
+    missing, unexpected = model.load_state_dict(dict(model_state(state)), strict=False)
+    if missing or unexpected:
+        raise RunError(f"{path}: weights do not fit {config.model.backbone} "
+                       f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
+    model = model.to(device=device, memory_format=torch.channels_last).eval()
+    return LoadedModel(model=model, config=config, channel_spec=channel_spec(config),
+                       size=config.data.size or 0, checkpoint=path)
+
+
+def read_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved ``config.yaml`` of a run directory."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    return config_from_dict(raw or {}, str(path))
