@@ -7,8 +7,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 ICHSCAN := $(BIN)/ichscan
 DEMO ?= demo-output
-DEMO_STUDIES ?= 48
-DEMO_HOLDOUT ?= 16
+DEMO_STUDIES ?= 120
+DEMO_HOLDOUT ?= 30
 DEMO_SIZE ?= 128
 JOBS ?= 2
 
@@ -20,13 +20,19 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
+# The demo starts from nothing each time: phantom studies at 256² (rich in hemorrhages so that a
+# 2-core run has enough positives), a 128² cache, the small model of configs/demo.yaml, then
+# prediction and evaluation on held-out phantom studies generated with another seed.
 demo: $(BIN)/.installed
-	$(ICHSCAN) synth -o $(DEMO)/train-dicom --studies $(DEMO_STUDIES) --seed 0 --preview
+	rm -rf $(DEMO)
+	$(ICHSCAN) synth -o $(DEMO)/train-dicom --studies $(DEMO_STUDIES) --seed 0 --size 256 \
+		--positive-fraction 0.8 --boost epidural=4 --workers $(JOBS) --preview
 	$(ICHSCAN) index $(DEMO)/train-dicom --labels $(DEMO)/train-dicom/train.csv -o $(DEMO)/train.parquet
 	$(ICHSCAN) stats $(DEMO)/train.parquet -o $(DEMO)/stats
 	$(ICHSCAN) prepare $(DEMO)/train.parquet -o $(DEMO)/cache --size $(DEMO_SIZE)
-	$(ICHSCAN) train --config configs/demo.yaml --set data.cache=$(DEMO)/cache --set output_dir=$(DEMO)/runs
-	$(ICHSCAN) synth -o $(DEMO)/holdout-dicom --studies $(DEMO_HOLDOUT) --seed 1
+	$(ICHSCAN) train --config configs/demo.yaml --set data.cache_dir=$(DEMO)/cache --set output_dir=$(DEMO)/runs
+	$(ICHSCAN) synth -o $(DEMO)/holdout-dicom --studies $(DEMO_HOLDOUT) --seed 1 --size 256 \
+		--positive-fraction 0.5 --workers $(JOBS)
 	$(ICHSCAN) predict --model $(DEMO)/runs/demo $(DEMO)/holdout-dicom -o $(DEMO)/predictions
 	$(ICHSCAN) evaluate $(DEMO)/predictions/slices.parquet --labels $(DEMO)/holdout-dicom/train.csv -o $(DEMO)/report
 	@echo "Report: $(abspath $(DEMO))/report/report.html"
@@ -36,6 +42,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/collect.py docs/bench docs/BENCHMARKS.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache
