@@ -35,7 +35,6 @@ demo: $(BIN)/.installed
 		--positive-fraction 0.5 --workers $(JOBS)
 	$(ICHSCAN) predict --model $(DEMO)/runs/demo $(DEMO)/holdout-dicom -o $(DEMO)/predictions
 	$(ICHSCAN) evaluate $(DEMO)/predictions/slices.parquet --labels $(DEMO)/holdout-dicom/train.csv -o $(DEMO)/report
-	@echo "Report: $(abspath $(DEMO))/report/report.html"
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n $(JOBS) -q
