@@ -9,7 +9,8 @@ one line prefixed by the file name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -320,8 +321,17 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
     return result
 
 
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
-    """Read and validate a YAML experiment config; raise ``ConfigError`` naming file, key and reason."""
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+def load_yaml_config(
+    path: str | Path, config_type: type[ConfigT], overrides: Sequence[str] = ()
+) -> ConfigT:
+    """Read a YAML file, apply dotted ``key=value`` overrides and validate it as `config_type`.
+
+    Every failure is one ``ConfigError`` naming the file, the key and the reason. Stage-1, stage-2
+    and SimCLR configs all load through here.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -338,13 +348,18 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     try:
-        merged = apply_overrides(raw, overrides)
+        merged = apply_overrides(raw, list(overrides))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     try:
-        return ExperimentConfig.model_validate(merged)
+        return config_type.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_format_errors(exc)}") from exc
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read and validate a YAML experiment config; raise ``ConfigError`` naming file, key and reason."""
+    return load_yaml_config(path, ExperimentConfig, overrides)
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:

@@ -28,17 +28,17 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from ichscan.config import (
+    load_yaml_config,
     ConfigError,
     DataConfig,
     ModelConfig,
     OptimizerConfig,
     SchedulerConfig,
     TrainerConfig,
-    apply_overrides,
 )
 from ichscan.data.augment import AugmentConfig, create_augmentation
 from ichscan.files import atomic_path
@@ -100,22 +100,7 @@ class PretrainConfig(BaseModel):
 
 def load_pretrain_config(path: Path, overrides: Sequence[str] = ()) -> PretrainConfig:
     """Read a SimCLR YAML config with ``key=value`` overrides; ``ConfigError`` naming file and key."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    try:
-        return PretrainConfig.model_validate(apply_overrides(raw, list(overrides)))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: {reasons}") from exc
+    return load_yaml_config(path, PretrainConfig, overrides)
 
 
 class SimCLRModule(pl.LightningModule):

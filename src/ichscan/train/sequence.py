@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ichscan.config import (
+    load_yaml_config,
     ConfigError,
     DataConfig,
     LossConfig,
@@ -43,7 +44,6 @@ from ichscan.config import (
     OptimizerConfig,
     SchedulerConfig,
     TrainerConfig,
-    apply_overrides,
 )
 from ichscan.data.augment import AugmentConfig, create_augmentation
 from ichscan.data.windows import ChannelSpec, apply_windows
@@ -405,20 +405,7 @@ def sequence_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> 
 
 def load_sequence_config(path: Path, overrides: Sequence[str] = ()) -> SequenceConfig:
     """Read a stage-2 YAML config with ``key=value`` overrides (as `ichscan.config.load_config`)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML") from exc
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
-    try:
-        merged = apply_overrides(raw, list(overrides))
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from exc
-    return sequence_config_from_dict(merged, str(path))
+    return load_yaml_config(path, SequenceConfig, overrides)
 
 
 # ------------------------------------------------------------------------------ lightning modules
