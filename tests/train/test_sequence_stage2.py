@@ -178,6 +178,19 @@ def test_cnn_lstm_end_to_end_fit_and_predict(tiny_cache: Path, tmp_path: Path) -
     expected = oof.set_index("image_id").loc[val["image_id"], list(LABELS)].to_numpy()
     np.testing.assert_allclose(probs, expected, rtol=1e-4, atol=1e-5)
 
+    # `ichscan predict` runs a stage-2 run through both stages, on the whole cache.
+    from ichscan.predict import predict
+
+    result = predict([run_dir], tiny_cache, tmp_path / "out", progress=False)
+    written = pd.read_parquet(tmp_path / "out" / "slices.parquet").set_index("image_id")
+    direct = predict_two_stage(run_dir, tiny_cache, slices, progress=False)
+    assert len(written) == len(slices) and (tmp_path / "out" / "studies.json").is_file()
+    np.testing.assert_allclose(written.loc[slices["image_id"], list(LABELS)].to_numpy(), direct,
+                               rtol=1e-4, atol=1e-5)
+    assert result.timings["inference"] > 0
+    with pytest.raises(ValueError, match="cannot be mixed"):
+        predict([run_dir, tmp_path / "stage1-run"], tiny_cache, tmp_path / "out2", progress=False)
+
 
 def test_cli_commands_fail_with_one_line(tmp_path: Path) -> None:
     from typer.testing import CliRunner

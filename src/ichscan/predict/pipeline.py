@@ -157,6 +157,18 @@ def predict(
     thresholds = label_thresholds(threshold)
     if not models:
         raise ValueError("at least one model run is needed")
+    from ichscan.train.sequence import is_sequence_run
+
+    sequence_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember) and is_sequence_run(Path(m))]
+    if sequence_runs:
+        if len(sequence_runs) != len(models):
+            raise ValueError("stage-2 runs and stage-1 runs cannot be mixed in one ensemble; "
+                             "give stage-2 runs only (each runs its own stage 1)")
+        return _predict_sequence_runs(
+            sequence_runs, Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
+            workers=workers, progress=progress, thresholds=thresholds, top_k=top_k,
+            cache_dir=cache_dir, crop=crop,
+        )
     if any(not isinstance(m, EnsembleMember) for m in models):
         models, weights = expand_model_list(models, weights)
     path_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember)]
@@ -194,21 +206,42 @@ def predict(
         )
         timings["inference"] = time.perf_counter() - start
 
+    return _write_outputs(
+        out_dir, slices, probabilities, prepared.errors, [m.name for m in members],
+        normalize_weights(weights, len(members)).tolist(), tta, thresholds, top_k, timings, overall,
+    )
+
+
+
+def _write_outputs(
+    out_dir: Path,
+    slices: pd.DataFrame,
+    probabilities: np.ndarray,
+    input_errors: pd.DataFrame,
+    model_names: list[str],
+    model_weights: list[float],
+    tta: bool,
+    thresholds: dict[str, float],
+    top_k: int,
+    timings: dict[str, float],
+    overall: float,
+) -> PredictionResult:
+    """Write slices.parquet, submission.csv, the study summary and errors.csv atomically."""
     start = time.perf_counter()
     id_columns = [c for c in SLICE_COLUMNS if c not in LABELS]
     table = slices[[*id_columns, "patient_id"]].copy()
     table[list(LABELS)] = probabilities
     studies, records = summarize_studies(table, thresholds, top_k)
     slice_table = table[list(SLICE_COLUMNS)]
-    errors = prepared.errors[list(ERROR_COLUMNS)].reset_index(drop=True)
+    errors = input_errors[list(ERROR_COLUMNS)].reset_index(drop=True)
     files = {
         "slices": write_parquet(slice_table, out_dir / "slices.parquet"),
         "submission": write_csv(submission_frame(slice_table), out_dir / "submission.csv"),
         "studies_csv": write_csv(studies, out_dir / "studies.csv"),
         "studies_json": write_json(
             {
-                "models": [m.name for m in members],
-                "weights": normalize_weights(weights, len(members)).tolist(),
+                "models": model_names,
+                "weights": model_weights,
                 "tta": tta,
                 "thresholds": thresholds,
                 "top_k": top_k,
@@ -223,3 +256,56 @@ def predict(
     timings["writing"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - overall
     return PredictionResult(out_dir, slice_table, studies, errors, files, timings)
+
+
+def _predict_sequence_runs(
+    runs: Sequence[Path],
+    input: Path,
+    out_dir: Path,
+    *,
+    tta: bool,
+    weights: Sequence[float] | None,
+    batch_size: int,
+    workers: int | None,
+    progress: bool,
+    thresholds: dict[str, float],
+    top_k: int,
+    cache_dir: Path | None,
+    crop: bool,
+) -> PredictionResult:
+    """Stage-2 runs (`ichscan train-seq`): each runs its own stage 1 then its sequence model over
+    every series; several runs are combined by (weighted) mean of probabilities."""
+    from ichscan.train import load_model
+    from ichscan.train.sequence import load_sequence_model, predict_two_stage
+
+    overall = start = time.perf_counter()
+    w = normalize_weights(weights, len(runs))
+    sizes = []
+    for run in runs:
+        loaded = load_sequence_model(run)
+        if loaded.stage1:
+            sizes.append(load_model(Path(loaded.stage1["run"]), loaded.stage1.get("checkpoint", "best")).size)
+        else:
+            sizes.append(loaded.config.data.size or 0)
+    size = max(sizes) or DEFAULT_CACHE_SIZE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {"load_models": time.perf_counter() - start}
+    with ExitStack() as stack:
+        work_cache = cache_dir
+        if work_cache is None:
+            work_cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
+        prepared = prepare_input(input, Path(work_cache), size=size, crop=crop, workers=workers, progress=progress)
+        timings.update(prepared.timings)
+        slices = prepared.slices.reset_index(drop=True)
+        start = time.perf_counter()
+        per_run = np.stack([
+            predict_two_stage(run, prepared.cache_dir, slices, tta=tta or None, batch_size=batch_size,
+                              progress=progress)
+            for run in runs
+        ]) if len(slices) else np.zeros((len(runs), 0, N_LABELS), dtype=np.float32)
+        probabilities = combine_probabilities(per_run, w)
+        timings["inference"] = time.perf_counter() - start
+    return _write_outputs(
+        out_dir, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
+        thresholds, top_k, timings, overall,
+    )
