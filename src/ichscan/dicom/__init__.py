@@ -3,6 +3,7 @@
 from ichscan.dicom.headers import ErrorKind, HeaderError, read_header, read_headers
 from ichscan.dicom.hounsfield import needs_rsna_fix, to_hounsfield
 from ichscan.dicom.index import (
+    ID_COLUMNS,
     MANIFEST_COLUMNS,
     IndexResult,
     find_files,
@@ -20,6 +21,7 @@ from ichscan.dicom.labels import (
 from ichscan.dicom.order import order_slices, slice_normals, slice_positions
 
 __all__ = [
+    "ID_COLUMNS",
     "MANIFEST_COLUMNS",
     "ErrorKind",
     "HeaderError",

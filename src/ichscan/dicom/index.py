@@ -53,6 +53,15 @@ NOT_DICOM_SUFFIXES: Final[frozenset[str]] = frozenset(
 )  # fmt: skip
 
 # The manifest's columns and dtypes (docs/ARCHITECTURE.md), labels excluded.
+# The columns that identify a slice, carried from the manifest into every later table.
+ID_COLUMNS: Final[tuple[str, ...]] = (
+    "image_id",
+    "sop_instance_uid",
+    "patient_id",
+    "study_instance_uid",
+    "series_instance_uid",
+    "slice_index",
+)
 MANIFEST_COLUMNS: Final[dict[str, str]] = {
     "image_id": "str",
     "sop_instance_uid": "str",

@@ -15,16 +15,10 @@ from typing import Literal
 
 import pandas as pd
 
+from ichscan.dicom.index import ID_COLUMNS
+
 InputKind = Literal["dicom", "manifest", "cache"]
 ERROR_COLUMNS: tuple[str, str] = ("path", "reason")
-ID_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "sop_instance_uid",
-    "patient_id",
-    "study_instance_uid",
-    "series_instance_uid",
-    "slice_index",
-)
 
 
 class InputError(ValueError):

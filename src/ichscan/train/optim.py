@@ -236,3 +236,24 @@ def create_scheduler(name: str, optimizer: Optimizer, **kwargs: Any) -> Schedule
         return factory(optimizer, **kwargs)
     except TypeError as exc:  # a required argument is missing
         raise ValueError(f"scheduler {name!r}: {exc}") from exc
+
+
+def lightning_optimizers(parameters: Any, optimizer: Any, scheduler: Any, monitor: str) -> Any:
+    """What a LightningModule's ``configure_optimizers`` returns, from the config's
+    ``optimizer`` and ``scheduler`` sections (``ichscan.config.OptimizerConfig`` / ``SchedulerConfig``).
+
+    ``monitor`` names the logged value ReduceLROnPlateau watches; the scheduler steps per
+    ``scheduler.interval`` ("epoch" or "step").
+    """
+    built = create_optimizer(optimizer.name, parameters, lr=optimizer.lr, weight_decay=optimizer.weight_decay,
+                             momentum=optimizer.momentum, betas=optimizer.betas)
+    if scheduler.name == "none":
+        return built
+    return {
+        "optimizer": built,
+        "lr_scheduler": {
+            "scheduler": create_scheduler(scheduler.name, built, **scheduler.params),
+            "monitor": monitor,
+            "interval": scheduler.interval,
+        },
+    }

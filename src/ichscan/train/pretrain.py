@@ -134,16 +134,10 @@ class SimCLRModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self) -> Any:
-        from ichscan.train.optim import create_optimizer, create_scheduler
+        from ichscan.train.optim import lightning_optimizers
 
-        cfg = self.config.optimizer
-        optimizer = create_optimizer(cfg.name, self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                     momentum=cfg.momentum, betas=cfg.betas)
-        if self.config.scheduler.name == "none":
-            return optimizer
-        scheduler = create_scheduler(self.config.scheduler.name, optimizer, **self.config.scheduler.params)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": f"{LOSS_KEY}_epoch", "interval": "epoch"}}
+        return lightning_optimizers(self.parameters(), self.config.optimizer, self.config.scheduler,
+                                    monitor=f"{LOSS_KEY}_epoch")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ichscan_simclr"] = {"config": self.config.model_dump(mode="json")}

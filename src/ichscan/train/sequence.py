@@ -47,6 +47,7 @@ from ichscan.config import (
 )
 from ichscan.data.augment import AugmentConfig, create_augmentation
 from ichscan.data.windows import ChannelSpec, apply_windows
+from ichscan.dicom.index import ID_COLUMNS
 from ichscan.files import atomic_path
 from ichscan.labels import LABELS, N_LABELS
 from ichscan.models.backbones import embedding_dim
@@ -88,14 +89,6 @@ LOGITS_FILE = "logits.npy"
 META_FILE = "meta.json"
 STAGE1_FILE = "stage1.json"
 SEQUENCE_CHECKPOINT_KEY = "ichscan_sequence"
-ID_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "sop_instance_uid",
-    "patient_id",
-    "study_instance_uid",
-    "series_instance_uid",
-    "slice_index",
-)
 SORT_COLUMNS = ["series_instance_uid", "slice_index"]
 
 
@@ -471,16 +464,9 @@ class SequenceModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         from ichscan.train.module import MONITOR
-        from ichscan.train.optim import create_optimizer, create_scheduler
+        from ichscan.train.optim import lightning_optimizers
 
-        cfg = self.config.optimizer
-        optimizer = create_optimizer(cfg.name, self.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                     momentum=cfg.momentum, betas=cfg.betas)
-        if self.config.scheduler.name == "none":
-            return optimizer
-        scheduler = create_scheduler(self.config.scheduler.name, optimizer, **self.config.scheduler.params)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": MONITOR, "interval": "epoch"}}
+        return lightning_optimizers(self.parameters(), self.config.optimizer, self.config.scheduler, MONITOR)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[SEQUENCE_CHECKPOINT_KEY] = {"config": self.config.model_dump(mode="json"),
