@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,12 +181,8 @@ def predict(
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
 
     with ExitStack() as stack:
-        work_cache = cache_dir
-        if work_cache is None:
-            work_cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
-        prepared = prepare_input(
-            Path(input), Path(work_cache), size=size, crop=crop, workers=workers, progress=progress
-        )
+        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+                               progress=progress)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
         start = time.perf_counter()
@@ -291,10 +288,8 @@ def _predict_sequence_runs(
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
     with ExitStack() as stack:
-        work_cache = cache_dir
-        if work_cache is None:
-            work_cache = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
-        prepared = prepare_input(input, Path(work_cache), size=size, crop=crop, workers=workers, progress=progress)
+        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+                               progress=progress)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
         start = time.perf_counter()
@@ -309,3 +304,17 @@ def _predict_sequence_runs(
         out_dir, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
         thresholds, top_k, timings, overall,
     )
+
+
+def _prepare_in(
+    stack: ExitStack,
+    input: Path,
+    out_dir: Path,
+    cache_dir: Path | None,
+    **prepare_kwargs: Any,
+) -> Any:
+    """`prepare_input` into `cache_dir` (kept, resumable) or a temporary cache inside `out_dir`
+    that `stack` removes when prediction ends."""
+    if cache_dir is None:
+        cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
+    return prepare_input(input, Path(cache_dir), **prepare_kwargs)
