@@ -9,14 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ichscan.cli.app import app
+from ichscan.cli.app import app, fail
 from ichscan.labels import LABELS
-
-
-def _fail(message: str) -> typer.Exit:
-    """Print `Error: <message>` as one line on stderr; the exit to raise (status 1)."""
-    Console(stderr=True, highlight=False).print(f"Error: {message}", soft_wrap=True, markup=False)
-    return typer.Exit(1)
 
 
 def _interval(entry: dict[str, float | None]) -> str:
@@ -65,7 +59,7 @@ def evaluate_command(
             progress=progress,
         )
     except (EvaluationInputError, FileNotFoundError, ValueError) as error:
-        raise _fail(str(error)) from error
+        raise fail(str(error)) from error
     console = Console(highlight=False)
     counts = metrics["counts"]
     console.print(
@@ -116,7 +110,7 @@ def compare_command(
     for line in comparison.notes:
         console.print(line, soft_wrap=True, markup=False)
     if comparison.table.empty:
-        raise _fail("no readable run among " + ", ".join(str(r) for r in runs))
+        raise fail("no readable run among " + ", ".join(str(r) for r in runs))
     table = Table(title=f"{len(comparison.table)} run(s), best validation log loss first")
     for column in COMPARE_COLUMNS:
         table.add_column(HEADERS[column], justify="left" if column in ("run", "backbone") else "right")

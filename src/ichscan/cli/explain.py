@@ -7,13 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ichscan.cli.app import app
-
-
-def _fail(message: object) -> None:
-    """Print one red error line on stderr and exit with status 1."""
-    Console(stderr=True).print(f"error: {message}", style="red", soft_wrap=True, markup=False, highlight=False)
-    raise typer.Exit(1)
+from ichscan.cli.app import app, fail
 
 
 @app.command("explain")
@@ -35,7 +29,7 @@ def explain(
         table = explain_run(run, input_path, out, image_ids=slices, top_k=top_k, threshold=threshold,
                             checkpoint=checkpoint)
     except (InputError, RunError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+        raise fail(exc)
     Console().print(f"{len(table)} explanation figure(s) in {out} (index: {out / 'explanations.csv'})")
 
 
@@ -62,5 +56,5 @@ def tsne(
         plot_tsne(points, label_categories(loaded.labels[rows]), out,
                   title=f"t-SNE of {len(rows)} slice embeddings ({loaded.meta.get('backbone', '?')})")
     except ValueError as exc:
-        _fail(exc)
+        raise fail(exc)
     Console().print(f"t-SNE plot: {out}")

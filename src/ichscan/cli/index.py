@@ -8,16 +8,9 @@ from typing import Annotated, Final
 import typer
 from rich.console import Console
 
-from ichscan.cli.app import app
-from ichscan.dicom import LabelFileError, index_folder, write_manifest
+from ichscan.cli.app import app, fail
 
 MAX_ERROR_LINES: Final[int] = 20
-
-
-def _fail(message: str) -> typer.Exit:
-    """Print `Error: <message>` as one line on stderr; the exit to raise (status 1)."""
-    Console(stderr=True, highlight=False).print(f"Error: {message}", soft_wrap=True, markup=False)
-    return typer.Exit(1)
 
 
 @app.command("index")
@@ -33,16 +26,18 @@ def index_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Read every slice header under DICOM_DIR into one manifest row per slice."""
+    from ichscan.dicom import LabelFileError, index_folder, write_manifest
+
     if not dicom_dir.exists():
-        raise _fail(f"{dicom_dir}: no such file or folder")
+        raise fail(f"{dicom_dir}: no such file or folder")
     if labels is not None and not labels.is_file():
-        raise _fail(f"{labels}: no such label file")
+        raise fail(f"{labels}: no such label file")
     if output.suffix != ".parquet":
-        raise _fail(f"{output}: the manifest must end in .parquet")
+        raise fail(f"{output}: the manifest must end in .parquet")
     try:
         result = index_folder(dicom_dir, labels_csv=labels, workers=workers, progress=progress)
     except LabelFileError as error:
-        raise _fail(str(error)) from error
+        raise fail(str(error)) from error
     written = write_manifest(result, output)
 
     console = Console(highlight=False)

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Final
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ichscan.cli.app import app
+from ichscan.cli.app import app, fail
 
 ERRORS_SHOWN: Final[int] = 20
 
@@ -42,6 +41,8 @@ def prepare_command(
 ) -> None:
     """Decode every series of MANIFEST once into int16 Hounsfield units under OUTPUT."""
     # imported here: torch and scipy load only when this command runs, not for `ichscan --help`
+    import pandas as pd
+
     from ichscan.prepare import prepare_cache
     from ichscan.prepare.cache import ERRORS_FILE
     from ichscan.prepare.run import REQUIRED_COLUMNS
@@ -67,8 +68,7 @@ def prepare_command(
             progress=not quiet,
         )
     except (ValueError, OSError) as error:  # e.g. a cache built with other settings
-        console.print(f"[red]error:[/red] {escape(str(error))}")
-        raise typer.Exit(1) from error
+        raise fail(error) from error
 
     for path, reason in result.errors.head(ERRORS_SHOWN).itertuples(index=False):
         console.print(f"[yellow]skipped[/yellow] {escape(f'{path}: {reason}')}")

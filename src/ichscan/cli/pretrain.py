@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ichscan.cli.app import app
+from ichscan.cli.app import app, fail
 
 
 @app.command("pretrain")
@@ -24,6 +24,5 @@ def pretrain(
     try:
         run_dir = run_pretrain(load_pretrain_config(config, overrides))
     except (ConfigError, RunError, FileNotFoundError, ValueError) as exc:
-        Console(stderr=True).print(f"error: {exc}", style="red", soft_wrap=True, markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None
     Console().print(f"run directory: {run_dir}\nbackbone weights: {run_dir / 'backbone.pt'}")

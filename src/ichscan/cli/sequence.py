@@ -7,13 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ichscan.cli.app import app
-
-
-def _fail(message: object) -> None:
-    """Print one red error line on stderr and exit with status 1."""
-    Console(stderr=True).print(f"error: {message}", style="red", soft_wrap=True, markup=False, highlight=False)
-    raise typer.Exit(1)
+from ichscan.cli.app import app, fail
 
 
 @app.command("embed")
@@ -32,7 +26,7 @@ def embed(
     try:
         features = extract_features(run, cache, out, tta=tta, batch_size=batch_size, checkpoint=checkpoint)
     except (RunError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+        raise fail(exc)
     n_series = features.slices["series_instance_uid"].nunique()
     Console().print(f"features: {out} ({len(features.slices)} slices, {n_series} series, "
                     f"dimension {features.embeddings.shape[1]})")
@@ -52,5 +46,5 @@ def train_seq(
     try:
         run_dir = fit_sequence(load_sequence_config(config, overrides), fold=fold)
     except (ConfigError, RunError, FileNotFoundError, ValueError) as exc:
-        _fail(exc)
+        raise fail(exc)
     Console().print(f"run directory: {run_dir}")

@@ -8,13 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ichscan.cli.app import app
-from ichscan.data.statistics import (
-    compute_statistics,
-    print_statistics,
-    read_slices_table,
-    write_statistics,
-)
+from ichscan.cli.app import app, fail
 
 
 @app.command("stats")
@@ -26,12 +20,18 @@ def stats(
     ] = None,
 ) -> None:
     """Label counts, co-occurrences and slices/series/studies/patients of a slices table."""
+    from ichscan.data.statistics import (
+        compute_statistics,
+        print_statistics,
+        read_slices_table,
+        write_statistics,
+    )
+
     console = Console()
     try:
         slices = read_slices_table(table)
     except (OSError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from None
+        raise fail(error) from None
     statistics = compute_statistics(slices)
     print_statistics(statistics, console)
     target = out_dir if out_dir is not None else table.with_name(f"{table.stem}_stats")

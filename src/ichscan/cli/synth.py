@@ -6,12 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
-from ichscan.cli.app import app
+from ichscan.cli.app import app, fail
 from ichscan.labels import SUBTYPES
-from ichscan.phantom import OutputExistsError, PhantomConfig, synthesize
 
 
 def _parse_boost(values: list[str]) -> dict[str, float]:
@@ -50,6 +48,10 @@ def synth(
     quiet: Annotated[bool, typer.Option("--quiet", help="no progress bar")] = False,
 ) -> None:
     """Synthesise head-CT studies with known hemorrhages in the RSNA layout."""
+    from pydantic import ValidationError
+
+    from ichscan.phantom import OutputExistsError, PhantomConfig, synthesize
+
     settings: dict[str, object] = {
         "size": size,
         "slices_per_series": slices_per_study,
@@ -69,8 +71,7 @@ def synth(
             out_dir, studies, seed, config, progress=not quiet, overwrite=overwrite, preview=preview, workers=workers
         )
     except (OutputExistsError, NotADirectoryError, PermissionError) as error:
-        Console(stderr=True).print(f"[red]error:[/red] {error}")
-        raise typer.Exit(1) from None
+        raise fail(error) from None
     positives = ", ".join(f"{name} {count}" for name, count in summary.positives.items())
     Console().print(
         f"{summary.n_images} images in {summary.n_series} series of {summary.n_studies} studies → {out_dir} "

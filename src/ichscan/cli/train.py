@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ichscan.cli.app import app
+from ichscan.cli.app import app, fail
 
 
 @app.command("train")
@@ -25,16 +25,13 @@ def train(
     from ichscan.config import smoke as shrink
     from ichscan.train import DataError, RunError, fit
 
-    console = Console(stderr=True)
     try:
         experiment = load_config(config, overrides)
         if smoke:
             experiment = shrink(experiment)
         run_dir = fit(experiment, fold=fold, resume=resume)
     except (ConfigError, DataError, RunError) as exc:
-        console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None
     except (FileNotFoundError, ValueError) as exc:  # a bad cache file named by the data layer
-        console.print(f"error: {exc}", style="red", soft_wrap=True, markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise fail(exc) from None
     Console().print(f"run directory: {run_dir}")
