@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from ichscan.phantom import (
+    CTSeriesWriter,
     CTSliceDescription,
     PatientDescription,
     PixelStorage,
@@ -78,6 +79,20 @@ def test_every_storage_round_trips_through_pydicom(tmp_path: Path, variant: str,
     np.testing.assert_array_equal(_hounsfield_from_file(ds), hu)
     normal = np.cross([1.0, 0.0, 0.0], [0.0, 0.9659258, -0.2588190])
     assert float(ds.SliceLocation) == pytest.approx(float(np.dot([-8.0, -7.0, 12.5], normal)), abs=1e-3)
+
+
+@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("variant", sorted(STORAGE_VARIANTS))
+def test_series_writer_writes_the_bytes_pydicom_writes(tmp_path: Path, variant: str, syntax: str) -> None:
+    """The pre-encoded series elements must give byte for byte what dcmwrite gives."""
+    storage = PixelStorage(**STORAGE_VARIANTS[variant], transfer_syntax_uid=syntax)
+    writer = CTSeriesWriter(*_descriptions(storage))
+    hu = _test_image(storage)
+    for number, z in enumerate((12.5, 17.5), start=1):
+        image = CTSliceDescription(sop_instance_uid=f"{UID}5{number}", instance_number=number, image_position=(-8.0, -7.0, z))
+        writer.write(tmp_path / "fast.dcm", image, hu)
+        writer.dataset(image, hu).save_as(tmp_path / "pydicom.dcm", enforce_file_format=True)
+        assert (tmp_path / "fast.dcm").read_bytes() == (tmp_path / "pydicom.dcm").read_bytes()
 
 
 def test_rsna_defect_is_really_defective_without_the_fix() -> None:

@@ -7,6 +7,7 @@ prevalence and the mix of DICOM storage variants.
 
 from ichscan.phantom.config import PhantomConfig, StorageMix
 from ichscan.phantom.ct_writer import (
+    CTSeriesWriter,
     CTSliceDescription,
     PatientDescription,
     PixelStorage,
@@ -25,6 +26,7 @@ from ichscan.phantom.synthesize import (
 )
 
 __all__ = [
+    "CTSeriesWriter",
     "CTSliceDescription",
     "OutputExistsError",
     "PatientDescription",

@@ -17,7 +17,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
 from pydicom.pixels import get_encoder
+from pydicom.tag import BaseTag, Tag
 from pydicom.valuerep import format_number_as_ds
 from pydicom.uid import (
     RE_VALID_UID,
@@ -31,6 +34,11 @@ from ichscan import __version__
 
 TRANSFER_SYNTAXES: tuple[str, ...] = (str(ExplicitVRLittleEndian), str(RLELossless), str(JPEGLSLossless))
 _FROZEN = ConfigDict(extra="forbid", frozen=True)
+# The elements that differ between the slices of a series, in ascending tag order.
+_PER_SLICE_TAGS: tuple[BaseTag, ...] = tuple(
+    Tag(keyword)
+    for keyword in ("SOPInstanceUID", "InstanceNumber", "ImagePositionPatient", "SliceLocation", "PixelData")
+)
 
 
 def _valid_uid(value: str) -> str:
@@ -207,6 +215,7 @@ class CTSeriesWriter:
     def __init__(self, series: SeriesDescription, study: StudyDescription, patient: PatientDescription) -> None:
         self.series = series
         self._template = _series_template(series, study, patient)
+        self._segments = _encoded_segments(self._template)
         syntax = series.storage.transfer_syntax_uid
         self._encoder = None if syntax == ExplicitVRLittleEndian else get_encoder(syntax)
 
@@ -229,6 +238,7 @@ class CTSeriesWriter:
         ds.SliceLocation = _ds_value(float(np.dot(image.image_position, series.normal)))
         if self._encoder is None:
             ds.PixelData = np.ascontiguousarray(stored, dtype=stored.dtype.newbyteorder("<")).tobytes()
+            ds["PixelData"].VR = "OW"  # native 16-bit pixels (PS3.5 8.2)
         else:
             frame = self._encoder.encode(
                 stored, rows=series.rows, columns=series.columns, samples_per_pixel=1, bits_allocated=16,
@@ -237,11 +247,50 @@ class CTSeriesWriter:
             )
             ds.PixelData = encapsulate([frame])
             ds["PixelData"].VR = "OB"
+            ds["PixelData"].is_undefined_length = True  # encapsulated (PS3.5 A.4)
         return ds
 
     def write(self, path: str | os.PathLike[str], image: CTSliceDescription, hounsfield: np.ndarray) -> None:
-        """Write one slice as a DICOM Part 10 file at `path` (the caller makes it atomic)."""
-        self.dataset(image, hounsfield).save_as(path, enforce_file_format=True)
+        """Write one slice as a DICOM Part 10 file at `path` (the caller makes it atomic).
+
+        The bytes are those of `dataset(...).save_as(path, enforce_file_format=True)`, but the
+        elements shared by the series were encoded once (by pydicom) in `__init__`: per slice,
+        pydicom encodes only the file meta and the five per-slice elements.
+        """
+        ds = self.dataset(image, hounsfield)
+        fp = _explicit_little_endian_buffer()
+        fp.write(b"\x00" * 128 + b"DICM")
+        write_file_meta_info(fp, ds.file_meta, enforce_standard=True)
+        for segment, tag in zip(self._segments, _PER_SLICE_TAGS):
+            fp.write(segment)
+            write_data_element(fp, ds[tag])
+        fp.write(self._segments[-1])
+        with open(path, "wb") as out:
+            out.write(fp.getvalue())
+
+
+def _explicit_little_endian_buffer() -> DicomBytesIO:
+    fp = DicomBytesIO()
+    fp.is_implicit_VR, fp.is_little_endian = False, True
+    return fp
+
+
+def _encoded_segments(template: Dataset) -> list[bytes]:
+    """The template's elements encoded (explicit VR little endian) in the runs that lie before,
+    between and after the per-slice tags: len(_PER_SLICE_TAGS) + 1 byte strings."""
+    bounds = (*_PER_SLICE_TAGS, Tag(0xFFFF, 0xFFFF))
+    segments: list[bytes] = []
+    start = Tag(0, 0)
+    for stop in bounds:
+        part = Dataset()
+        for element in template:
+            if start <= element.tag < stop:
+                part.add(element)
+        fp = _explicit_little_endian_buffer()
+        write_dataset(fp, part, parent_encoding=template.get("SpecificCharacterSet"))
+        segments.append(fp.getvalue())
+        start = stop
+    return segments
 
 
 def _series_template(series: SeriesDescription, study: StudyDescription, patient: PatientDescription) -> Dataset:
