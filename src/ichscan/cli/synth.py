@@ -75,5 +75,7 @@ def synth(
     positives = ", ".join(f"{name} {count}" for name, count in summary.positives.items())
     Console().print(
         f"{summary.n_images} images in {summary.n_series} series of {summary.n_studies} studies → {out_dir} "
-        f"(positive slices: {positives})"
+        f"(positive slices: {positives})",
+        soft_wrap=True,
+        highlight=False,
     )
