@@ -7,14 +7,19 @@ Measures, in one run on the same files:
 * peak memory (PSS summed over parent + workers, psutil) of `ichscan prepare` on two data
   sizes, to show memory does not grow with the number of series.
 
+* with ``--against REF``: the `prepare_cache` of git revision REF (e.g. the commit before a speed-up),
+  on the same files in the same run (interleaved, best of two runs each), and whether its cache
+  is identical to the current one.
+
 Usage: .venv/bin/python bench/bench_prepare.py [--series 20] [--big-series 80] [--slices 32]
-       [--workers 2] [--out docs/bench/prepare.md]
+       [--workers 2] [--against REF] [--out docs/bench/prepare.md]
 The Markdown section is printed and written to --out.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import platform
 import shutil
@@ -166,6 +171,42 @@ def cli_peak_rss(manifest_path: Path, cache: Path, workers: int) -> tuple[float,
     return seconds, sampler.peak
 
 
+def reference_prepare(ref: str, folder: Path):  # noqa: ANN201 (the old module's function)
+    """`prepare_cache` as of git revision `ref`: its `ichscan/prepare/*.py`, imported as a copy.
+
+    The copy lives in `folder` as package `ichscan_prepare_ref` (its `ichscan.prepare.` imports
+    redirected to itself; everything else still comes from the installed `ichscan`).
+    """
+    repo = Path(__file__).resolve().parents[1]
+    package = folder / "ichscan_prepare_ref"
+    package.mkdir(parents=True)
+    names = subprocess.run(
+        ["git", "-C", str(repo), "ls-tree", "--name-only", ref, "src/ichscan/prepare/"],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    for name in names:
+        if not name.endswith(".py"):
+            continue
+        text = subprocess.run(["git", "-C", str(repo), "show", f"{ref}:{name}"], check=True,
+                              capture_output=True, text=True).stdout
+        (package / Path(name).name).write_text(text.replace("ichscan.prepare.", "ichscan_prepare_ref."))
+    sys.path.insert(0, str(folder))
+    return importlib.import_module("ichscan_prepare_ref.run").prepare_cache
+
+
+def same_cache(one: Path, other: Path) -> tuple[bool, int]:
+    """(every series volume identical, largest |difference| in HU) of two caches."""
+    largest, identical = 0, True
+    for path in sorted((one / "series").glob("*.npy")):
+        a, b = np.load(path), np.load(other / "series" / path.name)
+        if a.shape != b.shape:
+            return False, -1
+        difference = int(np.abs(a.astype(np.int32) - b.astype(np.int32)).max(initial=0))
+        largest = max(largest, difference)
+        identical &= difference == 0
+    return identical, largest
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -182,6 +223,8 @@ def main() -> None:
     parser.add_argument("--big-series", type=int, default=80)
     parser.add_argument("--slices", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--against", default=None,
+                        help="git revision whose prepare_cache is timed too (e.g. HEAD)")
     parser.add_argument("--out", type=Path, default=Path("docs/bench/prepare.md"))
     args = parser.parse_args()
 
@@ -202,6 +245,34 @@ def main() -> None:
         ichscan_seconds = time.perf_counter() - start
         assert result.errors.empty and len(result.slices) == n_small
 
+        reference = None
+        if args.against is not None:
+            old_prepare = reference_prepare(args.against, root / "reference-code")
+            old_seconds = float("inf")
+            for attempt in range(2):  # interleaved: reference, current, reference; best of each
+                start = time.perf_counter()
+                old_prepare(small, root / f"cache-reference-{attempt}", size=SIZE, crop=True,
+                            workers=args.workers, progress=False)
+                old_seconds = min(old_seconds, time.perf_counter() - start)
+                if attempt == 0:
+                    start = time.perf_counter()
+                    prepare_cache(small, root / "cache-again", size=SIZE, crop=True,
+                                  workers=args.workers, progress=False)
+                    ichscan_seconds = min(ichscan_seconds, time.perf_counter() - start)
+            reference = (old_seconds, *same_cache(root / "cache", root / "cache-reference-0"))
+
+        # steady state: the big data set (pool start-up and the last series' tail weigh less)
+        start = time.perf_counter()
+        prepare_cache(big, root / "cache-big-library", size=SIZE, crop=True, workers=args.workers,
+                      progress=False)
+        big_seconds = time.perf_counter() - start
+        old_big_seconds = None
+        if args.against is not None:
+            start = time.perf_counter()
+            old_prepare(big, root / "cache-big-reference", size=SIZE, crop=True,
+                        workers=args.workers, progress=False)
+            old_big_seconds = time.perf_counter() - start
+
         naive_seconds = naive_pipeline(list(small["path"]), root / "png")
 
         for name, frame in (("small", small), ("big", big)):
@@ -218,7 +289,8 @@ def main() -> None:
         "## prepare: DICOM → Hounsfield cache",
         "",
         f"Command: `.venv/bin/python bench/bench_prepare.py --series {args.series} --big-series "
-        f"{args.big_series} --slices {args.slices} --workers {args.workers}`",
+        f"{args.big_series} --slices {args.slices} --workers {args.workers}"
+        + (f" --against {args.against}" if args.against else "") + "`",
         "",
         f"Machine: {os.cpu_count()} cores {platform.machine()} ({cpu_model()}), shared with other "
         f"jobs; Python {platform.python_version()}. Data: synthetic uncompressed {MATRIX}² CT slices "
@@ -230,6 +302,36 @@ def main() -> None:
         f"{naive_seconds:.2f} | {naive_rate:,.0f} | 1.0× |",
         f"| `prepare_cache` (int16 HU, head crop, antialiased resize; {args.workers} workers) | "
         f"{ichscan_seconds:.2f} | {ichscan_rate:,.0f} | {ichscan_rate / naive_rate:.1f}× |",
+    ]
+    if reference is not None:
+        old_seconds, identical, largest = reference
+        old_rate = n_small / old_seconds
+        lines[-1:-1] = [
+            f"| `prepare_cache` of `{args.against}` (same settings; {args.workers} workers) | "
+            f"{old_seconds:.2f} | {old_rate:,.0f} | {old_rate / naive_rate:.1f}× |",
+        ]
+        lines += [
+            "",
+            f"Current vs `{args.against}` (best of two interleaved runs each): "
+            f"{ichscan_rate / old_rate:.2f}× the slices/s; caches "
+            + ("identical." if identical else f"differ by at most {largest} HU."),
+        ]
+    lines += [
+        "",
+        f"| same, big data set ({len(big)} slices, {args.big_series} series; one run each) | "
+        "seconds | slices/s | vs naive |",
+        "|---|---:|---:|---:|",
+    ]
+    if old_big_seconds is not None:
+        lines.append(
+            f"| `prepare_cache` of `{args.against}` | {old_big_seconds:.2f} | "
+            f"{len(big) / old_big_seconds:,.0f} | {len(big) / old_big_seconds / naive_rate:.1f}× |"
+        )
+    lines.append(
+        f"| `prepare_cache` | {big_seconds:.2f} | {len(big) / big_seconds:,.0f} | "
+        f"{len(big) / big_seconds / naive_rate:.1f}× |"
+    )
+    lines += [
         "",
         "Target: ≥ 1,000 slices/s. The naive pipeline also keeps only one 8-bit window; the cache "
         "keeps full int16 HU for any window later.",

@@ -74,15 +74,24 @@ def test_cropped_resized_cache_keeps_the_brain_and_drops_the_head_rest(tmp_path:
 def test_every_file_is_decoded_once(tmp_path: Path, three_series: pd.DataFrame,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[str] = []
+    fast_reads: list[str] = []
     real_dcmread = pydicom.dcmread
+    real_read_fast = series_module.read_fast
 
     def counting_dcmread(path: str, *args: object, **kwargs: object) -> pydicom.Dataset:
         reads.append(str(path))
         return real_dcmread(path, *args, **kwargs)
 
+    def counting_read_fast(path: str) -> object:
+        fast_reads.append(str(path))
+        return real_read_fast(path)
+
     monkeypatch.setattr(series_module.pydicom, "dcmread", counting_dcmread)
+    monkeypatch.setattr(series_module, "read_fast", counting_read_fast)
     prepare_cache(three_series, tmp_path / "cache", size=16, workers=1, progress=False)
-    assert sorted(reads) == sorted(three_series["path"])
+    # uncompressed slices take the fast reader only; pydicom is the fallback, never a second read
+    assert sorted(fast_reads) == sorted(three_series["path"])
+    assert reads == []
 
 
 def test_bad_file_is_reported_for_its_whole_series_and_the_run_continues(

@@ -201,16 +201,33 @@ def cached_rows(rows: pd.DataFrame, record: SeriesRecord) -> pd.DataFrame:
     `slice_index` and `n_slices` are set to the cached z and depth (identical to the manifest's
     when it comes from `ichscan index`, which numbers each series 0…n−1).
     """
-    table = rows.copy()
-    depth = len(table)
-    table["slice_index"] = np.arange(depth, dtype=np.int32)
-    table["n_slices"] = np.full(depth, depth, dtype=np.int32)
-    box = record.crop
-    for column, value in zip(CROP_COLUMNS, (box.y0, box.y1, box.x0, box.x1), strict=True):
-        table[column] = np.full(depth, value, dtype=np.int32)
-    for column, value in zip(SIZE_COLUMNS, (record.height, record.width), strict=True):
-        table[column] = np.full(depth, value, dtype=np.int32)
-    return table
+    return slices_table([(rows, record)])
+
+
+def slices_table(parts: list[tuple[pd.DataFrame, SeriesRecord]]) -> pd.DataFrame:
+    """`cached_rows` of many series at once: one concat and one assignment per added column.
+
+    (Per-series column insertions cost ~14 ms a series in the parent, which competes for the
+    CPU with the workers.)
+    """
+    table = pd.concat([rows for rows, _ in parts], ignore_index=True)
+    depths = np.array([len(rows) for rows, _ in parts], dtype=np.int64)
+    starts = np.repeat(np.cumsum(depths) - depths, depths)
+    table["slice_index"] = (np.arange(len(table), dtype=np.int64) - starts).astype(np.int32)
+    table["n_slices"] = np.repeat(depths, depths).astype(np.int32)
+    values = {
+        "crop_y0": [record.crop.y0 for _, record in parts],
+        "crop_y1": [record.crop.y1 for _, record in parts],
+        "crop_x0": [record.crop.x0 for _, record in parts],
+        "crop_x1": [record.crop.x1 for _, record in parts],
+        "height": [record.height for _, record in parts],
+        "width": [record.width for _, record in parts],
+    }
+    added = pd.DataFrame(
+        {column: np.repeat(np.asarray(v, dtype=np.int32), depths) for column, v in values.items()}
+    )
+    kept = table.drop(columns=[column for column in added.columns if column in table.columns])
+    return pd.concat([kept, added], axis=1)
 
 
 def open_cache(cache_dir: Path, settings: CacheSettings) -> None:
@@ -267,7 +284,7 @@ def prepare_cache(
     open_cache(cache_dir, settings)
     workers = default_workers() if workers is None else max(1, int(workers))
 
-    tables: list[pd.DataFrame] = []
+    tables: list[tuple[pd.DataFrame, SeriesRecord]] = []
     errors: list[tuple[str, str]] = []
     rows_of: dict[str, pd.DataFrame] = {}
     todo: list[SeriesTask] = []
@@ -281,7 +298,7 @@ def prepare_cache(
             cache_dir, task.series_instance_uid, task.sop_instance_uids, settings
         )
         if record is not None:
-            tables.append(cached_rows(rows, record))
+            tables.append((rows, record))
             skipped += 1
         else:
             rows_of[task.series_instance_uid] = rows
@@ -299,7 +316,7 @@ def prepare_cache(
             outcome = _outcome(task, future)
             rows = rows_of.pop(outcome.series_instance_uid)
             if outcome.record is not None:
-                tables.append(cached_rows(rows, outcome.record))
+                tables.append((rows, outcome.record))
                 prepared += 1
             else:
                 errors.extend(outcome.errors)
@@ -307,7 +324,7 @@ def prepare_cache(
             bar.advance(job, len(rows))
 
     slices = (
-        pd.concat(tables, ignore_index=True)
+        slices_table(tables)
         .sort_values(["series_instance_uid", "slice_index"], kind="stable")
         .reset_index(drop=True)
         if tables

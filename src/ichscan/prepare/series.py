@@ -10,7 +10,9 @@ slice of a dropped series is reported: the bad one with its own reason, the othe
 
 from __future__ import annotations
 
+import struct
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +20,13 @@ import numpy as np
 import pydicom
 from numpy.typing import NDArray
 
-from ichscan.dicom.hounsfield import to_hounsfield
+from ichscan.dicom.hounsfield import (
+    HU_MAX,
+    HU_MIN,
+    hounsfield_from_stored,
+    needs_rsna_fix,
+    to_hounsfield,
+)
 from ichscan.files import atomic_path
 from ichscan.prepare.cache import (
     CacheSettings,
@@ -26,7 +34,10 @@ from ichscan.prepare.cache import (
     series_path,
     write_sidecar,
 )
-from ichscan.prepare.crop import CropBox, crop, full_box, head_box, resize_hounsfield
+from ichscan.prepare.crop import CropBox, crop, crop_and_resize, full_box, head_box
+from ichscan.prepare.fastread import FastSlice, NotFast, read_fast
+
+HOUNSFIELD_CHUNK_SLICES = 16  # stored words → HU this many slices at a time (bounded temporaries)
 
 
 @dataclass(frozen=True)
@@ -52,11 +63,31 @@ class SeriesOutcome:
 def read_volume(task: SeriesTask) -> tuple[NDArray[np.int16] | None, list[tuple[str, str]]]:
     """Decode every slice of `task` once into a ``(z, rows, columns)`` HU volume.
 
+    Uncompressed 16-bit little-endian slices (`ichscan.prepare.fastread`) are copied as stored
+    words straight into the volume and converted to HU afterwards, in place and vectorised over
+    all slices that share one pixel description and rescale (normally the whole series); every
+    other file goes through pydicom and `to_hounsfield` as before. Same HU either way.
+
     Returns ``(volume, [])`` or ``(None, failures)`` with one (path, reason) per unusable slice.
     """
     volume: NDArray[np.int16] | None = None
     failures: list[tuple[str, str]] = []
+    stored_as: dict[tuple[int, int, float, float], list[int]] = {}  # layout+rescale → z of words
     for z, (path, sop_uid) in enumerate(zip(task.paths, task.sop_instance_uids, strict=True)):
+        fast = _read_fast_or_none(path)
+        if (
+            fast is not None
+            and fast.sop_instance_uid == sop_uid
+            and (volume is None or (fast.rows, fast.columns) == volume.shape[1:])
+        ):
+            if failures:  # the series is dropped anyway: only look for more failures
+                continue
+            if volume is None:
+                volume = np.empty((len(task.paths), fast.rows, fast.columns), dtype=np.int16)
+            np.copyto(volume[z].view(np.uint16), fast.pixels)
+            key = (fast.bits_stored, fast.pixel_representation, fast.slope, fast.intercept)
+            stored_as.setdefault(key, []).append(z)
+            continue
         try:
             with warnings.catch_warnings():  # oddities pydicom tolerates do not change the HU;
                 warnings.simplefilter("ignore")  # what does is raised and reported below
@@ -80,7 +111,75 @@ def read_volume(task: SeriesTask) -> tuple[NDArray[np.int16] | None, list[tuple[
             volume[z] = hounsfield
     if failures:
         return None, failures
+    if volume is not None:
+        for (bits_stored, pixel_representation, slope, intercept), zs in stored_as.items():
+            for start, stop in _chunks(zs, HOUNSFIELD_CHUNK_SLICES):
+                _stored_words_to_hounsfield(
+                    volume[start:stop], bits_stored, pixel_representation, slope, intercept
+                )
     return volume, failures
+
+
+def _chunks(indices: list[int], longest: int) -> Iterator[tuple[int, int]]:
+    """``[start, stop)`` runs of consecutive `indices` (ascending), at most `longest` long."""
+    start = previous = indices[0]
+    for index in indices[1:]:
+        if index != previous + 1 or index - start >= longest:
+            yield start, previous + 1
+            start = index
+        previous = index
+    yield start, previous + 1
+
+
+def _read_fast_or_none(path: str) -> FastSlice | None:
+    try:
+        return read_fast(path)
+    except (NotFast, OSError, ValueError, struct.error):  # pydicom then reads it (or says why not)
+        return None
+
+
+def _stored_words_to_hounsfield(
+    words: NDArray[np.int16],
+    bits_stored: int,
+    pixel_representation: int,
+    slope: float,
+    intercept: float,
+) -> None:
+    """Turn raw 16-bit stored words (held in an int16 array) into HU, in place.
+
+    Exactly `ichscan.dicom.hounsfield.to_hounsfield`'s arithmetic: the stored bits kept (masked
+    or sign-extended, `keep_stored_bits`), then `hounsfield_from_stored`.
+    """
+    signed = pixel_representation == 1
+    stored = words if signed else words.view(np.uint16)
+    if bits_stored < 16:
+        if signed:
+            shift = stored.dtype.type(16 - bits_stored)
+            np.left_shift(stored, shift, out=stored)
+            np.right_shift(stored, shift, out=stored)
+        else:
+            np.bitwise_and(stored, stored.dtype.type((1 << bits_stored) - 1), out=stored)
+    low = -(1 << (bits_stored - 1)) if signed else 0
+    high = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
+    if (
+        slope == 1.0
+        and float(intercept).is_integer()
+        and not needs_rsna_fix(bits_stored, pixel_representation, intercept)
+        and HU_MIN <= low + intercept
+        and high + intercept <= HU_MAX
+    ):
+        # every possible value is already inside the clip range: one in-place int16 add
+        # (what hounsfield_from_stored computes, minus its clip, which would change nothing)
+        np.add(words, np.int16(intercept), out=words, casting="unsafe")
+        return
+    hounsfield_from_stored(
+        stored,
+        slope=slope,
+        intercept=intercept,
+        bits_stored=bits_stored,
+        pixel_representation=pixel_representation,
+        out=words,
+    )
 
 
 def dropped_series_errors(
@@ -112,11 +211,9 @@ def prepare_series(task: SeriesTask) -> SeriesOutcome:
             failures = [(path, "no slices") for path in task.paths]
         return SeriesOutcome(task.series_instance_uid, None, dropped_series_errors(task, failures))
     box = crop_box_for(volume, task.settings)
-    cropped = crop(volume, box)
-    del volume
     side = task.settings.size
-    cached = resize_hounsfield(cropped, side, side) if side > 0 else cropped
-    del cropped
+    cached = crop_and_resize(volume, box, side, side) if side > 0 else crop(volume, box)
+    del volume
     target = series_path(task.cache_dir, task.series_instance_uid)
     with atomic_path(target) as tmp:
         np.save(tmp, np.ascontiguousarray(cached, dtype=np.int16), allow_pickle=False)
