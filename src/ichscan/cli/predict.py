@@ -68,6 +68,16 @@ def predict_command(
     cache: Annotated[
         Path | None, typer.Option("--cache", help="Keep the prepared HU cache here (else a temporary one).")
     ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option("--explain", help="Heatmaps of each study's most suspicious slices: OUT/explain/, report.html."),
+    ] = False,
+    explain_top: Annotated[
+        int, typer.Option("--explain-top", min=1, help="Slices explained per study (with --explain).")
+    ] = 3,
+    explain_method: Annotated[
+        str, typer.Option("--explain-method", help="gradcam, gradcampp or saliency (with --explain).")
+    ] = "gradcam",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Predict every slice of INPUT: slices.parquet, submission.csv, studies.csv/json, errors.csv."""
@@ -76,6 +86,8 @@ def predict_command(
 
     if precision not in ("auto", "fp32", "bf16"):
         raise _fail(f"--precision {precision!r}: use auto, fp32 or bf16")
+    if explain_method not in ("gradcam", "gradcampp", "gradcam++", "saliency"):
+        raise _fail(f"--explain-method {explain_method!r}: use gradcam, gradcampp or saliency")
     for run_dir in model:
         if not run_dir.is_dir():
             raise _fail(f"{run_dir}: no such run directory")
@@ -97,6 +109,9 @@ def predict_command(
             checkpoint=checkpoint,
             precision=chosen,
             cache_dir=cache,
+            explain=explain,
+            explain_top=explain_top,
+            explain_method=explain_method,
         )
     except (InputError, RunError, FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from error
@@ -124,7 +139,9 @@ def predict_command(
     console.print(
         f"{len(result.slices):,} slices predicted, {len(result.errors):,} file(s) skipped "
         f"in {result.timings['total']:.1f} s; wrote {output}/ (slices.parquet, submission.csv, "
-        "studies.csv, studies.json, errors.csv)",
+        "studies.csv, studies.json, errors.csv"
+        + (f", explain/, report.html: open {result.files['report']}" if "report" in result.files else "")
+        + ")",
         soft_wrap=True,
     )
     if result.slices.empty:

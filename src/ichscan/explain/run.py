@@ -82,11 +82,18 @@ def explain_slices(
     slices: pd.DataFrame,
     out_dir: Path,
     *,
-    threshold: float = 0.5,
+    threshold: float | Sequence[float] = 0.5,
     batch_size: int = 4,
     progress: bool = True,
+    methods: Sequence[str] = tuple(METHOD_TITLES),
+    probabilities: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Explain rows of a cache's slices table with a `LoadedModel`; write PNGs and explanations.csv."""
+    """Explain rows of a cache's slices table with a `LoadedModel`; write PNGs and explanations.csv.
+
+    `threshold`: one value or one per label. `methods`: the panels drawn (and peaks recorded; the
+    peak columns of other methods are left empty). `probabilities` ``(len(slices), 6)``, when given
+    (e.g. an ensemble's), choose the explained classes instead of the model's own sigmoid.
+    """
     from ichscan.predict.batches import iter_hu_batches
     from ichscan.train.sequence import model_inputs
 
@@ -100,12 +107,15 @@ def explain_slices(
     for rows, hu in track(batches, description="explain", total=total, disable=not progress, transient=True):
         hu_tensor = torch.from_numpy(hu)
         x = model_inputs(hu_tensor, loaded.channel_spec, loaded.size).float()
-        with torch.no_grad():
-            probs = torch.sigmoid(model(x).float()).numpy()
-        present = probs >= threshold
+        if probabilities is None:
+            with torch.no_grad():
+                probs = torch.sigmoid(model(x).float()).numpy()
+        else:
+            probs = np.asarray(probabilities, dtype=np.float32)[np.asarray(rows)]
+        present = probs >= np.asarray(threshold, dtype=np.float32)
         present[~present.any(axis=1), 0] = True  # nothing predicted: explain `any`
         classes = np.flatnonzero(present.any(axis=0)).tolist()  # only the maps some slice needs
-        maps = explain_inputs(model, x, classes)
+        maps = explain_inputs(model, x, classes, methods)
         display = model_inputs(hu_tensor[:, centre : centre + 1], DISPLAY, loaded.size)[:, 0].numpy()
         for b, row in enumerate(rows):
             meta = slices.iloc[int(row)]
@@ -114,7 +124,7 @@ def explain_slices(
                     continue
                 label = LABELS[k]
                 path = out_dir / f"{meta['image_id']}_{label}.png"
-                panels = {METHOD_TITLES[m]: maps[m][b, column] for m in METHOD_TITLES}
+                panels = {METHOD_TITLES[m]: maps[m][b, column] for m in methods}
                 save_explanation_figure(path, display[b], panels,
                                         title=f"{meta['image_id']}  {label}  p={probs[b, k]:.3f}")
                 record: dict[str, Any] = {
@@ -122,7 +132,7 @@ def explain_slices(
                     "slice_index": int(meta["slice_index"]), "label": label,
                     "probability": float(probs[b, k]), "path": str(path),
                 }
-                for method in METHOD_TITLES:
+                for method in methods:
                     heatmap = maps[method][b, column]
                     y, x_peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
                     record[f"{method}_peak_y"], record[f"{method}_peak_x"] = int(y), int(x_peak)

@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 from ichscan.labels import LABELS, N_LABELS
 from ichscan.predict.batches import iter_hu_batches
@@ -29,6 +35,8 @@ from ichscan.predict.ensemble import (
     resolve_precision,
     union_offsets,
 )
+from ichscan.predict.heatmaps import explain_method as explain_method_
+from ichscan.predict.heatmaps import explain_studies, write_report
 from ichscan.predict.inputs import ERROR_COLUMNS, prepare_input
 from ichscan.predict.outputs import (
     SLICE_COLUMNS,
@@ -143,6 +151,9 @@ def predict(
     device: str = "cpu",
     cache_dir: Path | None = None,
     crop: bool = True,
+    explain: bool = False,
+    explain_top: int = 3,
+    explain_method: str = "gradcam",
 ) -> PredictionResult:
     """Predict every slice of INPUT with one run or an ensemble of runs and write OUT/.
 
@@ -152,10 +163,19 @@ def predict(
     `cache_dir` when given (kept, resumable) or else in a temporary folder inside `out_dir`.
     Unusable files are reported in OUT/errors.csv and skipped. `threshold` (one value or per label)
     decides the subtypes present in the study summary; `top_k` slices are listed per study.
+
+    `explain`: also draw `explain_method` heatmaps (gradcam, gradcampp, saliency) of each study's
+    `explain_top` most suspicious slices into OUT/explain/, list them under `heatmaps` in
+    studies.json and gather them in OUT/report.html (see `ichscan.predict.heatmaps`).
     """
     overall = start = time.perf_counter()
     out_dir = Path(out_dir)
     thresholds = label_thresholds(threshold)
+    if explain:
+        explain_method_(explain_method)
+        if explain_top < 1:
+            raise ValueError(f"explain_top must be ≥ 1, got {explain_top}")
+    explain_options = {"top_k": explain_top, "method": explain_method} if explain else None
     if not models:
         raise ValueError("at least one model run is needed")
     from ichscan.train.sequence import is_sequence_run
@@ -168,7 +188,7 @@ def predict(
         return _predict_sequence_runs(
             sequence_runs, Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
             workers=workers, progress=progress, thresholds=thresholds, top_k=top_k,
-            cache_dir=cache_dir, crop=crop,
+            cache_dir=cache_dir, crop=crop, explain_options=explain_options,
         )
     if any(not isinstance(m, EnsembleMember) for m in models):
         models, weights = expand_model_list(models, weights)
@@ -202,11 +222,47 @@ def predict(
             else np.zeros((0, N_LABELS), dtype=np.float32)
         )
         timings["inference"] = time.perf_counter() - start
+        heatmaps = _explain(members[0], prepared.cache_dir, slices, probabilities, out_dir, thresholds,
+                            explain_options, progress, timings)
 
     return _write_outputs(
         out_dir, slices, probabilities, prepared.errors, [m.name for m in members],
         normalize_weights(weights, len(members)).tolist(), tta, thresholds, top_k, timings, overall,
+        heatmaps,
     )
+
+
+def _slice_table(slices: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
+    """Ids, patient and the six probabilities of every predicted slice (rows as in `slices`)."""
+    id_columns = [c for c in SLICE_COLUMNS if c not in LABELS]
+    table = slices[[*id_columns, "patient_id"]].copy()
+    table[list(LABELS)] = probabilities
+    return table
+
+
+def _explain(
+    loaded: Any,
+    cache_dir: Path,
+    slices: pd.DataFrame,
+    probabilities: np.ndarray,
+    out_dir: Path,
+    thresholds: dict[str, float],
+    options: dict[str, Any] | None,
+    progress: bool,
+    timings: dict[str, float],
+) -> dict[str, list[dict[str, Any]]] | None:
+    """Heatmaps of each study's most suspicious slices while the HU cache still exists (or None)."""
+    if options is None:
+        return None
+    start = time.perf_counter()
+    heatmaps = (
+        explain_studies(loaded, cache_dir, _slice_table(slices, probabilities), out_dir,
+                        thresholds=thresholds, top_k=options["top_k"], method=options["method"],
+                        progress=progress)
+        if len(slices) else {}
+    )
+    timings["explain"] = time.perf_counter() - start
+    return heatmaps
 
 
 
@@ -222,13 +278,16 @@ def _write_outputs(
     top_k: int,
     timings: dict[str, float],
     overall: float,
+    heatmaps: dict[str, list[dict[str, Any]]] | None = None,
 ) -> PredictionResult:
-    """Write slices.parquet, submission.csv, the study summary and errors.csv atomically."""
+    """Write slices.parquet, submission.csv, the study summary and errors.csv atomically; with
+    `heatmaps` (per study UID, from `--explain`) also list them in studies.json and write report.html."""
     start = time.perf_counter()
-    id_columns = [c for c in SLICE_COLUMNS if c not in LABELS]
-    table = slices[[*id_columns, "patient_id"]].copy()
-    table[list(LABELS)] = probabilities
+    table = _slice_table(slices, probabilities)
     studies, records = summarize_studies(table, thresholds, top_k)
+    if heatmaps is not None:
+        for record in records:
+            record["heatmaps"] = heatmaps.get(record["study_instance_uid"], [])
     slice_table = table[list(SLICE_COLUMNS)]
     errors = input_errors[list(ERROR_COLUMNS)].reset_index(drop=True)
     files = {
@@ -250,6 +309,8 @@ def _write_outputs(
         ),
         "errors": write_csv(errors, out_dir / "errors.csv"),
     }
+    if heatmaps is not None:
+        files["report"] = write_report(records, out_dir / "report.html")
     timings["writing"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - overall
     return PredictionResult(out_dir, slice_table, studies, errors, files, timings)
@@ -269,6 +330,7 @@ def _predict_sequence_runs(
     top_k: int,
     cache_dir: Path | None,
     crop: bool,
+    explain_options: dict[str, Any] | None = None,
 ) -> PredictionResult:
     """Stage-2 runs (`ichscan train-seq`): each runs its own stage 1 then its sequence model over
     every series; several runs are combined by (weighted) mean of probabilities."""
@@ -300,10 +362,27 @@ def _predict_sequence_runs(
         ]) if len(slices) else np.zeros((len(runs), 0, N_LABELS), dtype=np.float32)
         probabilities = combine_probabilities(per_run, w)
         timings["inference"] = time.perf_counter() - start
+        heatmaps = None
+        if explain_options is not None:
+            backbone = _stage1_backbone(runs[0])
+            heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, out_dir, thresholds,
+                                explain_options, progress, timings)
     return _write_outputs(
         out_dir, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
-        thresholds, top_k, timings, overall,
+        thresholds, top_k, timings, overall, heatmaps,
     )
+
+
+def _stage1_backbone(run: Path) -> Any:
+    """The stage-1 network of a stage-2 run, for its heatmaps; ValueError when the run has none."""
+    from ichscan.train import load_model
+    from ichscan.train.sequence import load_sequence_model
+
+    loaded = load_sequence_model(run)
+    if not loaded.stage1:
+        raise ValueError(f"{run}: --explain needs the stage-1 run of this stage-2 run, and it records none "
+                         "(trained on precomputed embeddings); explain its stage-1 run with `ichscan explain`")
+    return load_model(Path(loaded.stage1["run"]), loaded.stage1.get("checkpoint", "best"))
 
 
 def _prepare_in(
