@@ -347,6 +347,7 @@ def _predict_sequence_runs(
         else:
             sizes.append(loaded.config.data.size or 0)
     size = max(sizes) or DEFAULT_CACHE_SIZE
+    backbone = _stage1_backbone(runs[0]) if explain_options is not None else None  # refuse before work
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
     with ExitStack() as stack:
@@ -364,7 +365,6 @@ def _predict_sequence_runs(
         timings["inference"] = time.perf_counter() - start
         heatmaps = None
         if explain_options is not None:
-            backbone = _stage1_backbone(runs[0])
             heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, out_dir, thresholds,
                                 explain_options, progress, timings)
     return _write_outputs(
@@ -381,7 +381,7 @@ def _stage1_backbone(run: Path) -> Any:
     loaded = load_sequence_model(run)
     if not loaded.stage1:
         raise ValueError(f"{run}: --explain needs the stage-1 run of this stage-2 run, and it records none "
-                         "(trained on precomputed embeddings); explain its stage-1 run with `ichscan explain`")
+                         "(an end-to-end CNN-LSTM, or trained on embeddings from elsewhere); explain its stage-1 run with `ichscan explain`")
     return load_model(Path(loaded.stage1["run"]), loaded.stage1.get("checkpoint", "best"))
 
 
