@@ -138,19 +138,21 @@ def _explicit_header(buffer: bytes, position: int) -> tuple[int, int]:
     return position + 8, _U16.unpack_from(buffer, position + 6)[0]
 
 
+def _element(buffer: bytes, position: int, explicit: bool) -> tuple[int, bytes, int, int]:
+    """(tag, VR or b"" when implicit, value position, length) of the element header at `position`."""
+    group, element = _HEADER.unpack_from(buffer, position)
+    if explicit:
+        value_position, length = _explicit_header(buffer, position)
+        return (group << 16) | element, buffer[position + 4 : position + 6], value_position, length
+    return (group << 16) | element, b"", position + 8, _U32.unpack_from(buffer, position + 4)[0]
+
+
 def _dataset(buffer: bytes, position: int, explicit: bool) -> tuple[dict[int, bytes], int, int]:
     """The wanted values (raw bytes) and (offset, length) of the top-level Pixel Data."""
     values: dict[int, bytes] = {}
     end = len(buffer)
     while position + 8 <= end:
-        group, element = _HEADER.unpack_from(buffer, position)
-        tag = (group << 16) | element
-        if explicit:
-            vr = buffer[position + 4 : position + 6]
-            value_position, length = _explicit_header(buffer, position)
-        else:
-            vr = b""
-            value_position, length = position + 8, _U32.unpack_from(buffer, position + 4)[0]
+        tag, vr, value_position, length = _element(buffer, position, explicit)
         if tag == _PIXEL_DATA:
             if length == UNDEFINED_LENGTH or (explicit and vr not in (b"OW", b"OB")):
                 raise NotFast("encapsulated or unusual Pixel Data")
@@ -187,15 +189,9 @@ def _skip_item(buffer: bytes, position: int, explicit: bool) -> int:
     """Position after the delimiter of an undefined-length item starting at `position`."""
     while position + 8 <= len(buffer):
         group, element = _HEADER.unpack_from(buffer, position)
-        tag = (group << 16) | element
-        if tag == _ITEM_END:
+        if (group << 16) | element == _ITEM_END:
             return position + 8
-        if explicit:
-            vr = buffer[position + 4 : position + 6]
-            value_position, length = _explicit_header(buffer, position)
-        else:
-            vr = b""
-            value_position, length = position + 8, _U32.unpack_from(buffer, position + 4)[0]
+        _, vr, value_position, length = _element(buffer, position, explicit)
         if length == UNDEFINED_LENGTH:
             if explicit and vr != b"SQ":
                 raise NotFast("undefined length outside a sequence")
