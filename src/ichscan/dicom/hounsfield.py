@@ -220,6 +220,8 @@ def hounsfield_from_stored(
         # unsigned values below 2^15 have the same bits as int16: view them, no conversion pass
         as_int16 = stored.view(np.int16) if stored.dtype == np.dtype(np.uint16) else stored
         np.add(as_int16, np.int16(intercept), out=out, casting="unsafe")
+        if clip[0] <= low + intercept and high + intercept <= clip[1]:
+            return out  # every storable value lands inside `clip`: clipping would change nothing
         # typed bounds: with Python ints NumPy 2 takes a ~20× slower clip loop
         return np.clip(out, np.int16(clip[0]), np.int16(clip[1]), out=out)
     wide = np.int32 if np.can_cast(stored.dtype, np.int32) else np.int64

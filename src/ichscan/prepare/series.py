@@ -21,10 +21,7 @@ import pydicom
 from numpy.typing import NDArray
 
 from ichscan.dicom.hounsfield import (
-    HU_MAX,
-    HU_MIN,
     hounsfield_from_stored,
-    needs_rsna_fix,
     to_hounsfield,
 )
 from ichscan.files import atomic_path
@@ -159,19 +156,6 @@ def _stored_words_to_hounsfield(
             np.right_shift(stored, shift, out=stored)
         else:
             np.bitwise_and(stored, stored.dtype.type((1 << bits_stored) - 1), out=stored)
-    low = -(1 << (bits_stored - 1)) if signed else 0
-    high = (1 << (bits_stored - 1)) - 1 if signed else (1 << bits_stored) - 1
-    if (
-        slope == 1.0
-        and float(intercept).is_integer()
-        and not needs_rsna_fix(bits_stored, pixel_representation, intercept)
-        and HU_MIN <= low + intercept
-        and high + intercept <= HU_MAX
-    ):
-        # every possible value is already inside the clip range: one in-place int16 add
-        # (what hounsfield_from_stored computes, minus its clip, which would change nothing)
-        np.add(words, np.int16(intercept), out=words, casting="unsafe")
-        return
     hounsfield_from_stored(
         stored,
         slope=slope,
