@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ICHSCAN := $(BIN)/ichscan
 DEMO ?= demo-output
-DEMO_STUDIES ?= 120
+DEMO_STUDIES ?= 400
 DEMO_HOLDOUT ?= 30
 DEMO_SIZE ?= 128
 JOBS ?= 2
@@ -20,18 +20,19 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The demo starts from nothing each time: phantom studies at 256² (rich in hemorrhages so that a
-# 2-core run has enough positives), a 128² cache, the small model of configs/demo.yaml, then
+# The demo starts from nothing each time: phantom studies at 128² (rich in hemorrhages so that a
+# 2-core run has enough positives; many studies at a small matrix give the model more distinct
+# lesions than few at a large one), a 128² cache, the small model of configs/demo.yaml, then
 # prediction and evaluation on held-out phantom studies generated with another seed.
 demo: $(BIN)/.installed
 	rm -rf $(DEMO)
-	$(ICHSCAN) synth -o $(DEMO)/train-dicom --studies $(DEMO_STUDIES) --seed 0 --size 256 \
+	$(ICHSCAN) synth -o $(DEMO)/train-dicom --studies $(DEMO_STUDIES) --seed 0 --size $(DEMO_SIZE) \
 		--positive-fraction 0.8 --boost epidural=4 --workers $(JOBS) --preview
 	$(ICHSCAN) index $(DEMO)/train-dicom --labels $(DEMO)/train-dicom/train.csv -o $(DEMO)/train.parquet
 	$(ICHSCAN) stats $(DEMO)/train.parquet -o $(DEMO)/stats
 	$(ICHSCAN) prepare $(DEMO)/train.parquet -o $(DEMO)/cache --size $(DEMO_SIZE)
 	$(ICHSCAN) train --config configs/demo.yaml --set data.cache_dir=$(DEMO)/cache --set output_dir=$(DEMO)/runs
-	$(ICHSCAN) synth -o $(DEMO)/holdout-dicom --studies $(DEMO_HOLDOUT) --seed 1 --size 256 \
+	$(ICHSCAN) synth -o $(DEMO)/holdout-dicom --studies $(DEMO_HOLDOUT) --seed 1 --size $(DEMO_SIZE) \
 		--positive-fraction 0.5 --workers $(JOBS)
 	$(ICHSCAN) predict --model $(DEMO)/runs/demo $(DEMO)/holdout-dicom -o $(DEMO)/predictions
 	$(ICHSCAN) evaluate $(DEMO)/predictions/slices.parquet --labels $(DEMO)/holdout-dicom/train.csv -o $(DEMO)/report

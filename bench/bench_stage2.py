@@ -4,7 +4,7 @@
 
 Data: a training phantom (seed 0) and a separate held-out phantom (seed 1), indexed and prepared
 with the ichscan CLI; every quality number is measured on the held-out studies.
-1. Stage 1: ResNet-18 on slices s−1, s, s+1 × 3 windows (patient split, 4 folds, fold 0).
+1. Stage 1: `--backbone` (default the demo's half-width ResNet-18) on slices s−1, s, s+1 × 3 windows (patient split, 4 folds, fold 0).
    Stage 2 on its embeddings (`ichscan embed`): BiLSTM, BiGRU, dilated conv; and the end-to-end
    CNN-LSTM. Baselines: stage 1 alone and the prior (training label means).
 2. SimCLR on the unlabelled training slices, then fine-tuning on 5 % of the labels, vs from scratch.
@@ -56,6 +56,10 @@ def phantom(work: Path, name: str, studies: int, seed: int, size: int, log: list
     return cache
 
 
+BACKBONE = "resnet18_half"  # set from --backbone in main()
+STAGE1 = f"stage 1: {BACKBONE} (s−1, s, s+1)"
+
+
 def stage1_config(name: str, cache: Path, runs: Path, epochs: int, size: int, **changes: Any) -> Any:
     from ichscan.config import ExperimentConfig
 
@@ -64,7 +68,7 @@ def stage1_config(name: str, cache: Path, runs: Path, epochs: int, size: int, **
         "data": {"cache_dir": str(cache), "size": size, "windows": ["brain", "subdural", "soft"],
                  "offsets": [-1, 0, 1],
                  "split": {"method": "patient", "n_folds": 4, "seed": 0}, "fold": 0},
-        "model": {"backbone": "resnet18"},
+        "model": {"backbone": BACKBONE},
         "loss": {"name": "rsna"},
         "augment": {"hflip": 0.5, "affine": {"p": 0.3, "degrees": 10}},
         "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
@@ -229,6 +233,7 @@ def pointing_section(run_dir: Path, cache: Path, dicom: Path, max_slices: int) -
 
 
 def main() -> None:
+    global BACKBONE, STAGE1
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ichscan-bench-stage2"))
     parser.add_argument("--train-studies", type=int, default=32)
@@ -240,7 +245,10 @@ def main() -> None:
     parser.add_argument("--simclr-epochs", type=int, default=8)
     parser.add_argument("--finetune-epochs", type=int, default=12)
     parser.add_argument("--pointing-slices", type=int, default=120)
+    parser.add_argument("--backbone", default=BACKBONE, help="stage-1, CNN-LSTM and SimCLR backbone")
     args = parser.parse_args()
+    BACKBONE = args.backbone
+    STAGE1 = f"stage 1: {BACKBONE} (s−1, s, s+1)"
     torch.set_num_threads(2)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
@@ -274,7 +282,7 @@ def main() -> None:
     stage1 = train_stage1(stage1_config("stage1", train_cache, runs, args.epochs, args.input_size))
     timings["stage 1 training"] = time.perf_counter() - start
     stage1_probs = predict_slices(load_model(stage1), hold_cache, hold_slices)
-    results["stage 1: ResNet-18 (s−1, s, s+1)"] = scores(y_hold, stage1_probs)
+    results[STAGE1] = scores(y_hold, stage1_probs)
 
     features = work / "features"
     start = time.perf_counter()
@@ -304,7 +312,7 @@ def main() -> None:
         "kind": "cnn_lstm", "name": "cnn-lstm",
         "data": {"cache_dir": str(train_cache), "size": args.input_size, "windows": ["brain", "subdural", "soft"],
                  "offsets": [-1, 0, 1], "split": {"method": "patient", "n_folds": 4, "seed": 0}, "fold": 0},
-        "model": {"backbone": "resnet18"}, "sequence": {"name": "lstm", "hidden": 64, "layers": 2},
+        "model": {"backbone": BACKBONE}, "sequence": {"name": "lstm", "hidden": 64, "layers": 2},
         "chunk": 12, "loss": {"name": "rsna"}, "augment": {"hflip": 0.5},
         "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4},
         "trainer": {"epochs": args.epochs, "batch_size": 3, "num_workers": 0, "accelerator": "cpu", "devices": 1,
@@ -315,7 +323,7 @@ def main() -> None:
     if not (e2e.run_dir() / "oof.parquet").exists():
         fit_sequence(e2e)
     timings["end-to-end CNN-LSTM training"] = time.perf_counter() - start
-    results["end-to-end CNN-LSTM (ResNet-18 + BiLSTM, chunks of 12)"] = scores(
+    results[f"end-to-end CNN-LSTM ({BACKBONE} + BiLSTM, chunks of 12)"] = scores(
         y_hold, predict_two_stage(e2e.run_dir(), hold_cache, hold_slices, progress=False))
 
     # ------------------------------------------------------------------ SimCLR, 5 % of the labels
@@ -325,7 +333,7 @@ def main() -> None:
         "name": "simclr",
         "data": {"cache_dir": str(train_cache), "size": args.input_size, "windows": ["brain", "subdural", "soft"],
                  "offsets": [-1, 0, 1]},
-        "model": {"backbone": "resnet18"}, "temperature": 0.2,
+        "model": {"backbone": BACKBONE}, "temperature": 0.2,
         "trainer": {"epochs": args.simclr_epochs, "batch_size": 64, "num_workers": 0, "accelerator": "cpu",
                     "devices": 1, "progress_bar": False},
         "output_dir": str(runs),
@@ -356,7 +364,7 @@ def main() -> None:
     out = [
         "## Stage 2, SimCLR and explanations on the phantom",
         "",
-        f"Command: `.venv/bin/python bench/bench_stage2.py --work {work}` (defaults: {args.train_studies} training "
+        f"Command: `.venv/bin/python bench/bench_stage2.py {shlex.join(sys.argv[1:])}` (settings: {args.train_studies} training "
         f"studies, {args.holdout_studies} held-out studies, {args.size} px phantom and cache, network input "
         f"{args.input_size} px, stage-1 {args.epochs} epochs, stage-2 "
         f"{args.seq_epochs} epochs, SimCLR {args.simclr_epochs} epochs, fine-tuning {args.finetune_epochs} epochs).",
@@ -369,7 +377,7 @@ def main() -> None:
         "",
         f"Training phantom: {n_train} slices; held-out phantom (other seed, never trained on): {n_hold} slices, "
         f"{int(np.nansum(y_hold[:, 0]))} with ICH. Every number below is on the held-out slices. Stage-1 model: "
-        "ResNet-18 from scratch, slices s−1, s, s+1 × brain/subdural/soft windows, RSNA-weighted BCE, patient split "
+        f"{BACKBONE} from scratch, slices s−1, s, s+1 × brain/subdural/soft windows, RSNA-weighted BCE, patient split "
         "(4 folds, fold 0 validates). Stage 2 trains on the flip-TTA embeddings of the training phantom with the "
         "same split (so its validation fold was never seen by stage 1).",
         "",
@@ -378,7 +386,7 @@ def main() -> None:
         "| model | weighted log loss | ratio to stage 1 | AUC any | mean AUC (defined labels) |",
         "|---|---|---|---|---|",
     ]
-    base = results["stage 1: ResNet-18 (s−1, s, s+1)"]["wll"]
+    base = results[STAGE1]["wll"]
     for name, value in results.items():
         out.append(f"| {name} | {value['wll']:.4f} | {value['wll'] / base:.2f} | {value['auc_any']:.3f} | "
                    f"{value['auc_mean']:.3f} |")

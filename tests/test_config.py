@@ -47,6 +47,7 @@ def test_defaults_round_trip_through_yaml(tmp_path: Path) -> None:
         ("data:\n  fold: 5\n", "data.fold=5 but data.split.n_folds=5"),
         ("optimizer:\n  switch_to: rmsprop\n", "switch_to and switch_after go together"),
         ("model:\n  pretrained: true\n", "pretrained=true needs weights_path"),
+        ("model:\n  global_pool: sum\n", "model.global_pool: Input should be 'avg', 'max', 'avgmax' or 'catavgmax'"),
         ("data:\n  labels: [any, bleeding]\n", "data.labels.1: Input should be 'any'"),
         ("loss:\n  name: dice\n", "loss: unknown loss 'dice'"),
         ("loss:\n  name: asymmetric\n  params: {gamma: 2}\n", "loss: loss 'asymmetric' has no parameter(s) ['gamma']"),
@@ -145,3 +146,13 @@ def test_shipped_configs_validate(path: Path) -> None:
     raw = yaml.safe_load(path.read_text())
     assert raw["name"] == config.name
     assert config.data.cache_dir == Path("data/cache")
+
+
+def test_global_pool_reaches_the_network() -> None:
+    from ichscan.train.module import build_model
+
+    config = ExperimentConfig.model_validate({"model": {"backbone": "resnet18_half", "global_pool": "max"}})
+    model = build_model(config)
+    assert model.global_pool.pool_type == "max"
+    assert model.layer1[0].conv1.out_channels == 32
+    assert build_model(ExperimentConfig()).global_pool.pool_type == "avg"

@@ -8,12 +8,19 @@ one line prefixed by the file name.
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ichscan.data.augment import AugmentConfig
 from ichscan.labels import LABELS
@@ -114,6 +121,9 @@ class ModelConfig(_Section):
     pretrained: bool = False
     weights_path: Path | None = None
     drop_rate: float = Field(0.0, ge=0.0, lt=1.0)
+    # timm's pooling before the classifier: "max" lets a few lesion pixels decide a slice, where
+    # "avg" dilutes them by the whole feature map; None keeps the backbone's own (average).
+    global_pool: Literal["avg", "max", "avgmax", "catavgmax"] | None = None
 
     @field_validator("backbone")
     @classmethod

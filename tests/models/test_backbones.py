@@ -92,6 +92,17 @@ def test_drop_rate_and_timm_keywords_reach_the_model() -> None:
     assert model.global_pool.pool_type == "max"
 
 
+def test_registered_keywords_shape_the_network_and_callers_can_override_them() -> None:
+    half = create_model("resnet18_half", in_chans=9)
+    full = create_model("resnet18", in_chans=9)
+    assert [half.layer1[0].conv1.out_channels, half.layer4[0].conv1.out_channels] == [32, 256]
+    assert embedding_dim(half) == 256 and half(torch.zeros(2, 9, 64, 64)).shape == (2, 6)
+    # the convolutions of stages 1–4 have half the width, so about a quarter of the weights
+    assert 0.2 < num_params(half) / num_params(full) < 0.3
+    wider = create_model("resnet18_half", in_chans=9, channels=(64, 128, 256, 512))
+    assert num_params(wider) == num_params(full)
+
+
 def test_channels_last_keeps_the_outputs() -> None:
     torch.manual_seed(0)
     model = create_model("resnet18", in_chans=3).eval()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from resize_reference import reference_resize
+from scipy import ndimage
 from series_factory import AIR, BRAIN, HEAD_REST, SKULL, head_volume
 
+from ichscan.dicom.hounsfield import HU_MAX, HU_MIN
 from ichscan.prepare.crop import (
-    RESIZE_CHUNK_SLICES,
     CropBox,
     crop,
     full_box,
@@ -65,31 +66,89 @@ def test_crop_copies_inside_and_pads_outside_with_air() -> None:
     np.testing.assert_array_equal(out[:, 1:, :3], volume[:, 0:3, 2:5])
 
 
-def test_resize_matches_an_independent_antialiased_bilinear() -> None:
+def test_half_size_is_the_rounded_two_by_two_block_mean() -> None:
     rng = np.random.default_rng(0)
-    volume = rng.integers(-1024, 2000, size=(3, 90, 90)).astype(np.int16)
-    resized = resize_hounsfield(volume, 40, 40)
-    assert resized.dtype == np.int16 and resized.shape == (3, 40, 40)
-    # Pillow's BILINEAR on float images is the same triangle filter widened by the scale factor
-    reference = np.stack(
-        [np.asarray(Image.fromarray(s.astype(np.float32)).resize((40, 40), Image.BILINEAR)) for s in volume]
-    )
-    assert np.abs(resized.astype(np.float64) - reference).max() <= 1.0
+    volume = rng.integers(-1024, 3000, size=(3, 64, 48)).astype(np.int16)
+    resized = resize_hounsfield(volume, 32, 24)
+    blocks = volume.astype(np.float64).reshape(3, 32, 2, 24, 2).mean(axis=(2, 4))
+    # block sums are integers: means end in .0/.25/.5/.75; a tie (.5) rounds up
+    np.testing.assert_array_equal(resized, np.floor(blocks + 0.5))
+    assert resized.dtype == np.int16
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"),
+    [((2, 90, 90), (40, 40)), ((2, 430, 380), (256, 256)), ((2, 61, 45), (20, 45)), ((1, 12, 9), (25, 30))],
+)
+def test_resize_matches_independent_area_and_bilinear_references(
+    shape: tuple[int, int, int], size: tuple[int, int]
+) -> None:
+    """Non-integer shrink (area mean), shrink in one axis only, enlarge (bilinear)."""
+    rng = np.random.default_rng(1)
+    volume = rng.integers(-1024, 3000, size=shape).astype(np.int16)
+    resized = resize_hounsfield(volume, *size)
+    assert resized.dtype == np.int16 and resized.shape == (shape[0], *size)
+    reference = reference_resize(volume, *size)
+    # rounded to the nearest HU; OpenCV's float32 (area) and fixed-point-free float (bilinear)
+    # arithmetic may land a hair past a .5 tie
+    assert np.abs(resized - reference).max() <= 0.5 + 1e-2
     assert resized.min() >= volume.min() and resized.max() <= volume.max()  # no overshoot
 
 
-def test_resize_keeps_uniform_hounsfield_values_exactly() -> None:
-    volume = np.full((2, 64, 64), BRAIN, dtype=np.int16)
+@pytest.mark.parametrize("size", [17, 40, 64, 150])
+def test_resize_keeps_uniform_hounsfield_values_exactly(size: int) -> None:
+    volume = np.full((3, 64, 64), BRAIN, dtype=np.int16)
     volume[1] = -1000
-    resized = resize_hounsfield(volume, 17, 17)
+    volume[2] = HU_MAX
+    resized = resize_hounsfield(volume, size, size)
     np.testing.assert_array_equal(resized[0], BRAIN)
     np.testing.assert_array_equal(resized[1], -1000)
+    np.testing.assert_array_equal(resized[2], HU_MAX)  # the top of the int16 range survives
 
 
-@pytest.mark.parametrize("depth", [RESIZE_CHUNK_SLICES + 5])
-def test_resize_in_chunks_equals_slice_by_slice(depth: int) -> None:
+def test_enlarged_values_are_rounded_and_stay_within_the_hounsfield_range() -> None:
+    volume = np.array([[[HU_MIN, HU_MAX], [HU_MAX, HU_MIN]]], dtype=np.int16)
+    resized = resize_hounsfield(volume, 7, 7)
+    reference = reference_resize(volume, 7, 7)
+    assert resized.min() >= HU_MIN and resized.max() <= HU_MAX
+    assert np.abs(resized - reference).max() <= 0.5 + 1e-2
+
+
+def test_resize_slice_by_slice_equals_whole_volume() -> None:
     rng = np.random.default_rng(1)
-    volume = rng.integers(-1024, 3000, size=(depth, 24, 24)).astype(np.int16)
-    whole = resize_hounsfield(volume, 10, 10)
-    one_by_one = np.concatenate([resize_hounsfield(volume[z : z + 1], 10, 10) for z in range(depth)])
-    np.testing.assert_array_equal(whole, one_by_one)
+    volume = rng.integers(-1024, 3000, size=(37, 24, 24)).astype(np.int16)
+    for height, width in ((10, 10), (31, 40)):
+        whole = resize_hounsfield(volume, height, width)
+        one_by_one = np.concatenate(
+            [resize_hounsfield(volume[z : z + 1], height, width) for z in range(len(volume))]
+        )
+        np.testing.assert_array_equal(whole, one_by_one)
+
+
+def _full_resolution_head_box(volume: np.ndarray) -> tuple[int, int, int, int]:
+    """Rows/columns [y0, y1) × [x0, x1) of the largest 3-D component above −500 HU, no subsampling."""
+    components, _ = ndimage.label(volume > -500)
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    head = (components == np.argmax(sizes)).any(axis=0)
+    rows, columns = np.flatnonzero(head.any(axis=1)), np.flatnonzero(head.any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "center", "radii", "head_rest_row"),
+    [(64, 80, (28.0, 40.0), (18.0, 14.0), 54), (512, 512, (240.0, 256.0), (170.0, 140.0), 440),
+     (512, 512, (250.0, 250.0), (150.0, 180.0), 420), (256, 256, (120.0, 128.0), (90.0, 70.0), 220)],
+)
+def test_subsampled_head_box_is_the_full_resolution_box_plus_a_few_pixels(
+    rows: int, columns: int, center: tuple[float, float], radii: tuple[float, float], head_rest_row: int
+) -> None:
+    volume = head_volume(depth=3, rows=rows, columns=columns, center=center, radii=radii,
+                         head_rest_row=head_rest_row)
+    y0, y1, x0, x1 = _full_resolution_head_box(volume)
+    box = head_box(volume)
+    assert box.y0 <= y0 and box.y1 >= y1 and box.x0 <= x0 and box.x1 >= x1
+    side = max(y1 - y0, x1 - x0)
+    # the margin (2 % a side) plus one subsampling step a side, plus the step's rounding
+    step = max(1, min(rows, columns) // 64)
+    assert box.height == box.width <= side + 2 * (np.ceil(0.02 * (side + 2 * step)) + 2 * step)

@@ -22,7 +22,7 @@ from series_factory import AIR, BRAIN, anatomical, head_volume, write_series
 import ichscan.prepare.run as run_module
 import ichscan.prepare.series as series_module
 from ichscan.prepare import prepare_cache, read_series, read_slices
-from ichscan.prepare.cache import series_path, sidecar_path
+from ichscan.prepare.cache import CACHE_VERSION, series_path, sidecar_path
 from ichscan.prepare.series import SeriesTask, prepare_series
 
 ALL_SYNTAXES = (ExplicitVRLittleEndian, ExplicitVRBigEndian, RLELossless, JPEGLSLossless, JPEG2000Lossless)
@@ -50,7 +50,7 @@ def test_cache_holds_exact_hu_in_anatomical_order_from_shuffled_mixed_files(tmp_
     assert set(manifest.columns) <= set(slices.columns)
     assert result.errors.empty and result.prepared == 1
     meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
-    assert meta == {"size": 0, "crop": False, "version": 1}
+    assert meta == {"size": 0, "crop": False, "version": CACHE_VERSION}
 
 
 def test_cropped_resized_cache_keeps_the_brain_and_drops_the_head_rest(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def prepare_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Decode every series of MANIFEST once into int16 Hounsfield units under OUTPUT."""
-    # imported here: torch and scipy load only when this command runs, not for `ichscan --help`
+    # imported here: pandas, OpenCV and scipy load only when this command runs, not for `ichscan --help`
     import pandas as pd
 
     from ichscan.prepare import prepare_cache

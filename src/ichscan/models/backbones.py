@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from types import MappingProxyType
 from typing import Any, Final
@@ -36,12 +36,14 @@ __all__ = [
 
 @dataclass(frozen=True)
 class BackboneSpec:
-    """A registered backbone: its timm name, what the seeds call it, and the smallest usable input."""
+    """A registered backbone: its timm name, what the seeds call it, the smallest usable input and
+    the keywords its timm constructor takes on top of the name (e.g. narrower stages)."""
 
     timm_name: str
     description: str
     min_size: int = 32
     seeds: tuple[str, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
 
 BACKBONES: Final[Mapping[str, BackboneSpec]] = MappingProxyType(
@@ -68,6 +70,12 @@ BACKBONES: Final[Mapping[str, BackboneSpec]] = MappingProxyType(
         "efficientnet_b0": BackboneSpec("efficientnet_b0", "EfficientNet-B0", seeds=("003",)),
         "efficientnet_b2": BackboneSpec("efficientnet_b2", "EfficientNet-B2", seeds=("003", "004")),
         "efficientnet_b3": BackboneSpec("efficientnet_b3", "EfficientNet-B3", seeds=("003",)),
+        # ResNet-18 with half the channels per stage (32–256): a quarter of the convolution cost, so a
+        # 2-core CPU can afford twice the resolution (thin subdural crescents survive at 128²).
+        "resnet18_half": BackboneSpec(
+            "resnet18", "ResNet-18, half width (32–256 channels)",
+            kwargs=MappingProxyType({"channels": (32, 64, 128, 256)}),
+        ),
     }
 )
 
@@ -119,6 +127,8 @@ def create_model(
     if in_chans < 1 or num_classes < 0:
         raise ValueError(f"in_chans must be >= 1 and num_classes >= 0, got {in_chans} and {num_classes}")
     timm_name = resolve_backbone(backbone)
+    spec = BACKBONES.get(backbone)
+    kwargs = {**(spec.kwargs if spec is not None else {}), **kwargs}
     if pretrained and weights_path is None:
         raise WeightsError(
             f"backbone {backbone!r}: pretrained=True needs weights_path (a local timm/torchvision weights "

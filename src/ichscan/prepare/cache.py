@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from ichscan.files import atomic_path
 from ichscan.prepare.crop import CropBox
 
-CACHE_VERSION: Final[int] = 1
+CACHE_VERSION: Final[int] = 2  # 2: OpenCV area resize and the 64-px head search
 SERIES_DIR: Final[str] = "series"
 SLICES_FILE: Final[str] = "slices.parquet"
 META_FILE: Final[str] = "meta.json"

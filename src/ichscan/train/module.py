@@ -51,6 +51,7 @@ def build_model(config: ExperimentConfig, pretrained: bool | None = None) -> nn.
         pretrained=model_cfg.pretrained if pretrained is None else pretrained,
         weights_path=model_cfg.weights_path if pretrained is None else None,
         drop_rate=model_cfg.drop_rate,
+        **({"global_pool": model_cfg.global_pool} if model_cfg.global_pool else {}),
     )
 
 
