@@ -25,3 +25,29 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary sibling folder of `path`; when the block succeeds it replaces
+    `path` (whatever was there before is removed), so the folder never mixes two runs' files.
+
+    On error the temporary folder is removed and `path` is left as it was.
+    """
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = target.with_name(f".{target.name}.{tag}.tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = target.with_name(f".{target.name}.{tag}.old")
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -67,6 +67,24 @@ def test_without_explain_nothing_of_it_is_written(tiny_cache: tuple[Path, pd.Dat
     assert all("heatmaps" not in s for s in json.loads((out / "studies.json").read_text())["studies"])
 
 
+def test_a_second_run_replaces_the_heatmaps_and_a_plain_run_removes_them(
+    tiny_cache: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    cache, _ = tiny_cache
+    out = tmp_path / "out"
+    run([make_member(1)], cache, out, explain=True, explain_top=2, explain_method="saliency")
+    first = {p.relative_to(out) for p in (out / "explain").rglob("*.png")}
+    run([make_member(1)], cache, out, explain=True, explain_top=1, explain_method="saliency")
+    second = {p.relative_to(out) for p in (out / "explain").rglob("*.png")}
+    listed = {Path(h["path"]) for s in json.loads((out / "studies.json").read_text())["studies"]
+              for h in s["heatmaps"]}
+    # only the second run's maps remain, exactly those studies.json lists (top 1 < top 2)
+    assert second == listed and len(second) < len(first)
+    run([make_member(1)], cache, out)
+    assert not (out / "explain").exists() and not (out / "report.html").exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
 def test_unknown_explain_method_is_refused_before_predicting(
     tiny_cache: tuple[Path, pd.DataFrame], tmp_path: Path
 ) -> None:

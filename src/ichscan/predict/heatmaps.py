@@ -4,7 +4,8 @@ The slices are the study summary's (`studies.top_slices`, highest p(any) first);
 those the prediction reports present at the per-label thresholds (``any`` when none is). The maps
 come from one network: the single run, the first member of an ensemble, or the stage-1 backbone of
 the first stage-2 run. PNGs are drawn by `ichscan.explain.run.explain_slices` into
-``OUT/explain/<StudyInstanceUID>/<image_id>_<label>.png``.
+``OUT/explain/<StudyInstanceUID>/<image_id>_<label>.png``; the folder is replaced whole, so it
+never mixes two runs' heatmaps, and a prediction without ``--explain`` removes both.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any, Final
 
 import pandas as pd
 
-from ichscan.files import atomic_path
+from ichscan.files import atomic_folder, atomic_path
 from ichscan.labels import LABELS
 from ichscan.predict.studies import top_slices
 
+EXPLAIN_DIR: Final[str] = "explain"
+REPORT_FILE: Final[str] = "report.html"
 EXPLAIN_METHODS: Final[dict[str, str]] = {"gradcam": "gradcam", "gradcampp": "gradcam++",
                                           "gradcam++": "gradcam++", "saliency": "saliency"}
 
@@ -61,30 +64,40 @@ def explain_studies(
     threshold = [float(thresholds[label]) for label in LABELS]
     chosen = top_slices(table, top_k)
     heatmaps: dict[str, list[dict[str, Any]]] = {}
-    for uid, group in chosen.groupby("study_instance_uid", sort=False):
-        group = group.reset_index(drop=True)
-        folder = out_dir / "explain" / study_folder(str(uid))
-        explained = explain_slices(
-            loaded, cache_dir, group, folder, threshold=threshold, batch_size=max(1, len(group)),
-            progress=progress, methods=(method,), probabilities=group[list(LABELS)].to_numpy(),
-        )
-        sop_of = dict(zip(group["image_id"].astype(str), group["sop_instance_uid"].astype(str)))
-        rank = {image_id: k for k, image_id in enumerate(group["image_id"].astype(str))}
-        records = [
-            {
-                "sop_instance_uid": sop_of[str(r.image_id)],
-                "image_id": str(r.image_id),
-                "slice_index": int(r.slice_index),
-                "class": str(r.label),
-                "probability": float(r.probability),
-                "method": method,
-                "path": Path(r.path).relative_to(out_dir).as_posix(),
-            }
-            for r in explained.itertuples(index=False)
-        ]
-        records.sort(key=lambda rec: (rank[rec["image_id"]], LABELS.index(rec["class"])))
-        heatmaps[str(uid)] = records
+    with atomic_folder(out_dir / EXPLAIN_DIR) as staging:  # replaces an earlier run's heatmaps whole
+        for uid, group in chosen.groupby("study_instance_uid", sort=False):
+            group = group.reset_index(drop=True)
+            explained = explain_slices(
+                loaded, cache_dir, group, staging / study_folder(str(uid)), threshold=threshold,
+                batch_size=max(1, len(group)), progress=progress, methods=(method,),
+                probabilities=group[list(LABELS)].to_numpy(),
+            )
+            sop_of = dict(zip(group["image_id"].astype(str), group["sop_instance_uid"].astype(str)))
+            rank = {image_id: k for k, image_id in enumerate(group["image_id"].astype(str))}
+            records = [
+                {
+                    "sop_instance_uid": sop_of[str(r.image_id)],
+                    "image_id": str(r.image_id),
+                    "slice_index": int(r.slice_index),
+                    "class": str(r.label),
+                    "probability": float(r.probability),
+                    "method": method,
+                    "path": f"{EXPLAIN_DIR}/{Path(r.path).relative_to(staging).as_posix()}",
+                }
+                for r in explained.itertuples(index=False)
+            ]
+            records.sort(key=lambda rec: (rank[rec["image_id"]], LABELS.index(rec["class"])))
+            heatmaps[str(uid)] = records
     return heatmaps
+
+
+def remove_stale_explanations(out_dir: Path) -> None:
+    """Remove OUT/explain/ and OUT/report.html of an earlier `--explain` run: a prediction
+    without `--explain` must not sit next to heatmaps of another one."""
+    import shutil
+
+    shutil.rmtree(out_dir / EXPLAIN_DIR, ignore_errors=True)
+    (out_dir / REPORT_FILE).unlink(missing_ok=True)
 
 
 def write_report(records: Sequence[Mapping[str, Any]], path: Path, *, title: str = "ichscan predictions") -> Path:

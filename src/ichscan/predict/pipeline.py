@@ -36,7 +36,7 @@ from ichscan.predict.ensemble import (
     union_offsets,
 )
 from ichscan.predict.heatmaps import explain_method as explain_method_
-from ichscan.predict.heatmaps import explain_studies, write_report
+from ichscan.predict.heatmaps import REPORT_FILE, explain_studies, remove_stale_explanations, write_report
 from ichscan.predict.inputs import ERROR_COLUMNS, prepare_input
 from ichscan.predict.outputs import (
     SLICE_COLUMNS,
@@ -310,7 +310,9 @@ def _write_outputs(
         "errors": write_csv(errors, out_dir / "errors.csv"),
     }
     if heatmaps is not None:
-        files["report"] = write_report(records, out_dir / "report.html")
+        files["report"] = write_report(records, out_dir / REPORT_FILE)
+    else:
+        remove_stale_explanations(out_dir)
     timings["writing"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - overall
     return PredictionResult(out_dir, slice_table, studies, errors, files, timings)
