@@ -13,12 +13,17 @@ from ichscan.explain import class_activation_maps, find_target_layer
 torch.set_num_threads(1)
 
 
-def test_target_layer_is_last_spatial_stage() -> None:
-    example = torch.randn(1, 3, 64, 64)
+def test_target_layer_is_last_stage_with_a_map_of_at_least_4_pixels_a_side() -> None:
     resnet = timm.create_model("resnet18", num_classes=6).eval()
-    assert find_target_layer(resnet, example) is resnet.layer4
     effnet = timm.create_model("efficientnet_b0", num_classes=6).eval()
-    assert find_target_layer(effnet, example) is effnet.bn2
+    usual = torch.randn(1, 3, 128, 128)  # stride 32: 4×4 after the last stage
+    assert find_target_layer(resnet, usual) is resnet.layer4
+    assert find_target_layer(effnet, usual) is effnet.bn2
+    small = torch.randn(1, 3, 64, 64)  # last stage 2×2: one stage earlier (4×4)
+    assert find_target_layer(resnet, small) is resnet.layer3
+    assert find_target_layer(resnet, small, min_side=2) is resnet.layer4
+    tiny = torch.randn(1, 3, 32, 32)  # layer2 is 4×4, layer3 2×2
+    assert find_target_layer(resnet, tiny) is resnet.layer2
 
 
 class SpotNet(nn.Module):

@@ -26,12 +26,18 @@ CAM_METHODS: Final[dict[str, type[GradCAM] | type[GradCAMPlusPlus]]] = {
 }
 
 
-def find_target_layer(model: nn.Module, example: Tensor) -> nn.Module:
-    """The last top-level child of ``model`` whose output is a spatial map ``(B, C, h, w)``.
+MIN_CAM_SIDE = 4  # a coarser map can only point at a quadrant of the slice
 
-    For timm CNNs this is the last convolutional stage (``layer4`` of a ResNet, ``bn2`` after the
-    ``conv_head`` of an EfficientNet, ``features`` of a DenseNet). Found by one probing forward pass on
-    ``example`` with hooks; maps with ``h = w = 1`` are used only when no larger map exists.
+
+def find_target_layer(model: nn.Module, example: Tensor, min_side: int = MIN_CAM_SIDE) -> nn.Module:
+    """The last top-level child of ``model`` whose output map ``(B, C, h, w)`` has ``h, w ≥ min_side``.
+
+    For timm CNNs on usual input sizes this is the last convolutional stage (``layer4`` of a
+    ResNet, ``bn2`` after the ``conv_head`` of an EfficientNet, ``features`` of a DenseNet). On
+    small inputs that stage's map shrinks to 2×2 (64² through a stride-32 network), whose upsampled
+    maximum can only name a quadrant, so the last stage with at least ``min_side`` pixels a side is
+    taken instead (``layer3``, 4×4, for a ResNet at 64²). Found by one probing forward pass on
+    ``example`` with hooks; when no map is that large, the largest-index spatial one is used.
     """
     outputs: list[tuple[nn.Module, tuple[int, ...]]] = []
     hooks = [
@@ -50,8 +56,9 @@ def find_target_layer(model: nn.Module, example: Tensor) -> nn.Module:
             hook.remove()
     if not outputs:
         raise ValueError(f"{type(model).__name__} has no child producing a (B, C, h, w) map for Grad-CAM")
+    fine = [module for module, shape in outputs if min(shape[2], shape[3]) >= min_side]
     spatial = [module for module, shape in outputs if shape[2] * shape[3] > 1]
-    return spatial[-1] if spatial else outputs[-1][0]
+    return fine[-1] if fine else spatial[-1] if spatial else outputs[-1][0]
 
 
 def class_activation_maps(
