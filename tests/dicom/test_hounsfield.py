@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import write_ct_slice
 from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_rescale
 from pydicom.uid import (
@@ -19,9 +20,14 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from ichscan.dicom.hounsfield import HU_MAX, HU_MIN, needs_rsna_fix, stored_values, to_hounsfield
-
-from dicom_factory import write_ct_slice
+from ichscan.dicom.hounsfield import (
+    HU_MAX,
+    HU_MIN,
+    keep_stored_bits,
+    needs_rsna_fix,
+    stored_values,
+    to_hounsfield,
+)
 
 SHAPE = (32, 40)  # not square: a transposed read fails; ≥ 32 px: the JPEG 2000 encoder's minimum
 SYNTAXES = [
@@ -248,3 +254,16 @@ def test_missing_pixel_tag_is_named(tmp_path: Path) -> None:
     del ds.PixelRepresentation
     with pytest.raises(ValueError, match="lacks PixelRepresentation"):
         to_hounsfield(ds)
+
+
+@pytest.mark.parametrize(("dtype", "bits", "signed"), [(np.uint16, 12, False), (np.int16, 12, True), (np.int16, 16, True)])
+def test_keep_stored_bits_in_place_matches_a_hand_computed_reduction(dtype: type, bits: int, signed: bool) -> None:
+    words = np.random.default_rng(bits).integers(np.iinfo(dtype).min, np.iinfo(dtype).max, (4, 5), endpoint=True,
+                                                 dtype=dtype)
+    low = words.astype(np.int64) & ((1 << bits) - 1)  # the stored bits, unsigned
+    expected = low - (low >= (1 << (bits - 1))) * (1 << bits) if signed else low  # two's complement of b bits
+    fresh = keep_stored_bits(words, bits, signed)
+    in_place = words.copy()
+    assert keep_stored_bits(in_place, bits, signed, out=in_place) is in_place
+    np.testing.assert_array_equal(fresh.astype(np.int64), expected)
+    np.testing.assert_array_equal(in_place.astype(np.int64), expected)

@@ -115,4 +115,4 @@ def test_predict_command_explain(dicom_folder: Path, tmp_path: Path) -> None:
         app, ["predict", "--model", str(run_dir), str(dicom_folder), "-o", str(tmp_path / "x"),
               "--explain", "--explain-method", "lime"],
     )
-    assert bad.exit_code == 1 and "--explain-method 'lime'" in bad.output
+    assert bad.exit_code == 1 and "--explain-method: explain method 'lime'" in bad.output

@@ -82,12 +82,15 @@ def predict_command(
 ) -> None:
     """Predict every slice of INPUT: slices.parquet, submission.csv, studies.csv/json, errors.csv."""
     from ichscan.predict import InputError, predict
+    from ichscan.predict.heatmaps import explain_method as resolve_explain_method
     from ichscan.train import RunError
 
     if precision not in ("auto", "fp32", "bf16"):
         raise _fail(f"--precision {precision!r}: use auto, fp32 or bf16")
-    if explain_method not in ("gradcam", "gradcampp", "gradcam++", "saliency"):
-        raise _fail(f"--explain-method {explain_method!r}: use gradcam, gradcampp or saliency")
+    try:
+        resolve_explain_method(explain_method)
+    except ValueError as error:
+        raise _fail(f"--explain-method: {error}") from error
     for run_dir in model:
         if not run_dir.is_dir():
             raise _fail(f"{run_dir}: no such run directory")

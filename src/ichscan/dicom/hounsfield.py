@@ -167,20 +167,26 @@ def stored_values(ds: Dataset, layout: PixelFormat | None = None) -> NDArray[np.
     return keep_stored_bits(values, bits_stored, signed)
 
 
-def keep_stored_bits(values: NDArray[np.integer], bits_stored: int, signed: bool) -> NDArray[np.integer]:
+def keep_stored_bits(
+    values: NDArray[np.integer], bits_stored: int, signed: bool, out: NDArray[np.integer] | None = None
+) -> NDArray[np.integer]:
     """Values reduced to their low `bits_stored` bits: masked if unsigned, sign-extended if signed.
 
     A no-op when the stored bits fill the container. Returns native byte order when it works.
+    `out` (may be `values` itself, for in place) receives the result.
     """
     container = values.dtype.itemsize * 8
     if bits_stored >= container:
-        return values
+        if out is None:
+            return values
+        np.copyto(out, values)
+        return out
     if not signed:  # one pass, native order
-        return np.bitwise_and(values, values.dtype.type((1 << bits_stored) - 1))
+        return np.bitwise_and(values, values.dtype.type((1 << bits_stored) - 1), out=out)
     shift = container - bits_stored  # shift up, then arithmetic shift down: sign-extends bit b−1
-    values = np.left_shift(values, shift)
-    np.right_shift(values, shift, out=values)
-    return values
+    shifted = np.left_shift(values, shift, out=out)
+    np.right_shift(shifted, shift, out=shifted)
+    return shifted
 
 
 def hounsfield_from_stored(

@@ -35,8 +35,13 @@ from ichscan.predict.ensemble import (
     resolve_precision,
     union_offsets,
 )
+from ichscan.predict.heatmaps import (
+    REPORT_FILE,
+    explain_studies,
+    remove_stale_explanations,
+    write_report,
+)
 from ichscan.predict.heatmaps import explain_method as explain_method_
-from ichscan.predict.heatmaps import REPORT_FILE, explain_studies, remove_stale_explanations, write_report
 from ichscan.predict.inputs import ERROR_COLUMNS, prepare_input
 from ichscan.predict.outputs import (
     SLICE_COLUMNS,
@@ -265,7 +270,6 @@ def _explain(
     return heatmaps
 
 
-
 def _write_outputs(
     out_dir: Path,
     slices: pd.DataFrame,
@@ -365,10 +369,8 @@ def _predict_sequence_runs(
         ]) if len(slices) else np.zeros((len(runs), 0, N_LABELS), dtype=np.float32)
         probabilities = combine_probabilities(per_run, w)
         timings["inference"] = time.perf_counter() - start
-        heatmaps = None
-        if explain_options is not None:
-            heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, out_dir, thresholds,
-                                explain_options, progress, timings)
+        heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, out_dir, thresholds,
+                            explain_options, progress, timings)
     return _write_outputs(
         out_dir, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
         thresholds, top_k, timings, overall, heatmaps,

@@ -216,17 +216,10 @@ def slices_table(parts: list[tuple[pd.DataFrame, SeriesRecord]]) -> pd.DataFrame
     starts = np.repeat(np.cumsum(depths) - depths, depths)
     table["slice_index"] = (np.arange(len(table), dtype=np.int64) - starts).astype(np.int32)
     table["n_slices"] = np.repeat(depths, depths).astype(np.int32)
-    values = {
-        "crop_y0": [record.crop.y0 for _, record in parts],
-        "crop_y1": [record.crop.y1 for _, record in parts],
-        "crop_x0": [record.crop.x0 for _, record in parts],
-        "crop_x1": [record.crop.x1 for _, record in parts],
-        "height": [record.height for _, record in parts],
-        "width": [record.width for _, record in parts],
-    }
-    added = pd.DataFrame(
-        {column: np.repeat(np.asarray(v, dtype=np.int32), depths) for column, v in values.items()}
-    )
+    per_series = np.array(
+        [(r.crop.y0, r.crop.y1, r.crop.x0, r.crop.x1, r.height, r.width) for _, r in parts], dtype=np.int32
+    ).reshape(len(parts), len(CROP_COLUMNS) + len(SIZE_COLUMNS))
+    added = pd.DataFrame(np.repeat(per_series, depths, axis=0), columns=[*CROP_COLUMNS, *SIZE_COLUMNS])
     kept = table.drop(columns=[column for column in added.columns if column in table.columns])
     return pd.concat([kept, added], axis=1)
 

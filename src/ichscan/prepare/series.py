@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from ichscan.dicom.hounsfield import (
     hounsfield_from_stored,
+    keep_stored_bits,
     to_hounsfield,
 )
 from ichscan.files import atomic_path
@@ -149,13 +150,7 @@ def _stored_words_to_hounsfield(
     """
     signed = pixel_representation == 1
     stored = words if signed else words.view(np.uint16)
-    if bits_stored < 16:
-        if signed:
-            shift = stored.dtype.type(16 - bits_stored)
-            np.left_shift(stored, shift, out=stored)
-            np.right_shift(stored, shift, out=stored)
-        else:
-            np.bitwise_and(stored, stored.dtype.type((1 << bits_stored) - 1), out=stored)
+    keep_stored_bits(stored, bits_stored, signed, out=stored)
     hounsfield_from_stored(
         stored,
         slope=slope,
