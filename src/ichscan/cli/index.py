@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from ichscan.cli.app import app, fail
+from ichscan.cli.dask_option import DaskOption, check_dask
 
 MAX_ERROR_LINES: Final[int] = 20
 
@@ -24,9 +25,11 @@ def index_command(
         int | None, typer.Option("--workers", min=1, help="Reader processes [default: CPUs].")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    dask: DaskOption = None,
 ) -> None:
     """Read every slice header under DICOM_DIR into one manifest row per slice."""
     from ichscan.dicom import LabelFileError, index_folder, write_manifest
+    from ichscan.parallel import optional_dask
 
     if not dicom_dir.exists():
         raise fail(f"{dicom_dir}: no such file or folder")
@@ -34,9 +37,13 @@ def index_command(
         raise fail(f"{labels}: no such label file")
     if output.suffix != ".parquet":
         raise fail(f"{output}: the manifest must end in .parquet")
+    check_dask(dask)
     try:
-        result = index_folder(dicom_dir, labels_csv=labels, workers=workers, progress=progress)
-    except LabelFileError as error:
+        with optional_dask(dask) as executor:
+            result = index_folder(
+                dicom_dir, labels_csv=labels, workers=workers, progress=progress, executor=executor
+            )
+    except (LabelFileError, OSError) as error:  # OSError: the Dask scheduler is unreachable
         raise fail(str(error)) from error
     written = write_manifest(result, output)
 

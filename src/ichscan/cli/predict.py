@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ichscan.cli.app import app
+from ichscan.cli.dask_option import DaskOption, check_dask
 
 MAX_ERROR_LINES: Final[int] = 20
 MAX_STUDY_ROWS: Final[int] = 15
@@ -79,8 +80,10 @@ def predict_command(
         str, typer.Option("--explain-method", help="gradcam, gradcampp or saliency (with --explain).")
     ] = "gradcam",
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    dask: DaskOption = None,
 ) -> None:
     """Predict every slice of INPUT: slices.parquet, submission.csv, studies.csv/json, errors.csv."""
+    from ichscan.parallel import optional_dask
     from ichscan.predict import InputError, predict
     from ichscan.predict.heatmaps import explain_method as resolve_explain_method
     from ichscan.train import RunError
@@ -97,26 +100,29 @@ def predict_command(
     if not input_path.exists():
         raise _fail(f"{input_path}: no such file or folder")
     chosen: Literal["auto", "fp32", "bf16"] = precision  # type: ignore[assignment]
+    check_dask(dask)
     try:
-        result = predict(
-            model,
-            input_path,
-            output,
-            tta=tta,
-            weights=parse_weights(weights, len(model)),
-            batch_size=batch_size,
-            workers=workers,
-            progress=progress,
-            threshold=threshold,
-            top_k=top_k,
-            checkpoint=checkpoint,
-            precision=chosen,
-            cache_dir=cache,
-            explain=explain,
-            explain_top=explain_top,
-            explain_method=explain_method,
-        )
-    except (InputError, RunError, FileNotFoundError, ValueError) as error:
+        with optional_dask(dask) as executor:
+            result = predict(
+                model,
+                input_path,
+                output,
+                tta=tta,
+                weights=parse_weights(weights, len(model)),
+                batch_size=batch_size,
+                workers=workers,
+                progress=progress,
+                threshold=threshold,
+                top_k=top_k,
+                checkpoint=checkpoint,
+                precision=chosen,
+                cache_dir=cache,
+                explain=explain,
+                explain_top=explain_top,
+                explain_method=explain_method,
+                executor=executor,
+            )
+    except (InputError, RunError, FileNotFoundError, ValueError, OSError) as error:
         raise _fail(str(error)) from error
 
     console = Console(highlight=False)

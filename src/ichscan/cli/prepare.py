@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ichscan.cli.app import app, fail
+from ichscan.cli.dask_option import DaskOption, check_dask
 
 ERRORS_SHOWN: Final[int] = 20
 
@@ -38,11 +39,13 @@ def prepare_command(
         int | None, typer.Option(min=1, help="Worker processes (default: all CPUs).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    dask: DaskOption = None,
 ) -> None:
     """Decode every series of MANIFEST once into int16 Hounsfield units under OUTPUT."""
     # imported here: pandas, OpenCV and scipy load only when this command runs, not for `ichscan --help`
     import pandas as pd
 
+    from ichscan.parallel import optional_dask
     from ichscan.prepare import prepare_cache
     from ichscan.prepare.cache import ERRORS_FILE
     from ichscan.prepare.run import REQUIRED_COLUMNS
@@ -58,15 +61,18 @@ def prepare_command(
     missing = [column for column in REQUIRED_COLUMNS if column not in table.columns]
     if missing:
         raise typer.BadParameter(f"{manifest}: not a manifest, lacks column(s) {', '.join(missing)}")
+    check_dask(dask)
     try:
-        result = prepare_cache(
-            table,
-            output,
-            size=size,
-            crop=size > 0 if crop is None else crop,
-            workers=workers,
-            progress=not quiet,
-        )
+        with optional_dask(dask) as executor:
+            result = prepare_cache(
+                table,
+                output,
+                size=size,
+                crop=size > 0 if crop is None else crop,
+                workers=workers,
+                progress=not quiet,
+                executor=executor,
+            )
     except (ValueError, OSError) as error:  # e.g. a cache built with other settings
         raise fail(error) from error
 

@@ -171,7 +171,7 @@ def default_workers() -> int:
 
 
 def _read_all(
-    paths: list[str], workers: int, chunk_size: int, progress: bool
+    paths: list[str], workers: int, chunk_size: int, progress: bool, executor: Executor | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     chunks = list(_chunks(paths, chunk_size))
     results: list[HeaderChunk] = []
@@ -181,14 +181,14 @@ def _read_all(
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    if workers == 1 or len(chunks) <= 1:
+    if executor is None and (workers == 1 or len(chunks) <= 1):
         with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
             task = bar.add_task("headers", total=len(paths))
             for chunk in chunks:
                 results.append(read_header_chunk(chunk))
                 bar.advance(task, len(chunk))
     else:
-        with _pool(workers) as pool:
+        with _pool(workers) if executor is None else executor as pool:  # scale: --dask seam
             futures = [pool.submit(read_header_chunk, chunk) for chunk in chunks]
             # The bar's refresh thread starts only after the workers were forked.
             with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
@@ -206,15 +206,19 @@ def index_folder(
     progress: bool = True,
     *,
     chunk_size: int | None = None,
+    executor: Executor | None = None,
 ) -> IndexResult:
     """Index every CT slice under `dicom_dir` (see the module docstring for which files).
 
     `workers` processes read the headers (default: the usable CPUs); `labels_csv` (RSNA
     `ID,Label`) adds the six label columns. Bad files never raise: they are in `.errors`.
+    `executor` (e.g. `ichscan.parallel.dask_executor`'s) reads the chunks instead of a local
+    pool; `workers` then defaults to its task slots (chunk sizing only).
     Raises `FileNotFoundError` when `dicom_dir` does not exist and `LabelFileError` when the label
     file cannot be read at all.
     """
-    workers = default_workers() if workers is None else workers
+    if workers is None:
+        workers = getattr(executor, "n_workers", None) or default_workers()
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     labels = read_rsna_labels(labels_csv) if labels_csv is not None else None
@@ -223,7 +227,7 @@ def index_folder(
         chunk_size = min(
             MAX_CHUNK, max(MIN_CHUNK, math.ceil(len(paths) / (workers * CHUNKS_PER_WORKER)))
         )
-    headers, read_errors = _read_all(paths, workers, chunk_size, progress)
+    headers, read_errors = _read_all(paths, workers, chunk_size, progress, executor)
     ordered, order_errors = order_slices(headers)
     manifest = ordered[list(MANIFEST_COLUMNS)].astype(MANIFEST_COLUMNS)
     errors = pd.concat([read_errors, order_errors], ignore_index=True).sort_values(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -97,11 +98,13 @@ def prepare_input(
     crop: bool = True,
     workers: int | None = None,
     progress: bool = True,
+    executor: Executor | None = None,
 ) -> PreparedInput:
     """Bring INPUT to a cache: index a DICOM folder, prepare a manifest at `size`, or use a cache.
 
     `cache_dir` is where a new cache is written (ignored for a cache input). Raises InputError
-    when INPUT cannot be used at all; single bad files end up in `.errors`.
+    when INPUT cannot be used at all; single bad files end up in `.errors`. `executor`: where
+    index and prepare run (a Dask cluster's, `ichscan.parallel`); default a local pool.
     """
     from ichscan.prepare import prepare_cache, read_slices
     from ichscan.prepare.cache import ERRORS_FILE
@@ -122,7 +125,7 @@ def prepare_input(
         from ichscan.dicom import index_folder
 
         start = time.perf_counter()
-        indexed = index_folder(input_path, workers=workers, progress=progress)
+        indexed = index_folder(input_path, workers=workers, progress=progress, executor=executor)
         timings["index"] = time.perf_counter() - start
         manifest, errors = indexed.manifest, indexed.errors[list(ERROR_COLUMNS)]
     else:
@@ -132,7 +135,9 @@ def prepare_input(
     if manifest.empty:
         return PreparedInput(kind, cache_dir, manifest, errors, timings)
     start = time.perf_counter()
-    prepared = prepare_cache(manifest, cache_dir, size=size, crop=crop, workers=workers, progress=progress)
+    prepared = prepare_cache(
+        manifest, cache_dir, size=size, crop=crop, workers=workers, progress=progress, executor=executor
+    )
     timings["prepare"] = time.perf_counter() - start
     slices = read_slices(cache_dir)
     errors = pd.concat([errors, prepared.errors[list(ERROR_COLUMNS)]], ignore_index=True).drop_duplicates()

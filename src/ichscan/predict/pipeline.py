@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,6 +160,7 @@ def predict(
     explain: bool = False,
     explain_top: int = 3,
     explain_method: str = "gradcam",
+    executor: Executor | None = None,
 ) -> PredictionResult:
     """Predict every slice of INPUT with one run or an ensemble of runs and write OUT/.
 
@@ -193,7 +195,7 @@ def predict(
         return _predict_sequence_runs(
             sequence_runs, Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
             workers=workers, progress=progress, thresholds=thresholds, top_k=top_k,
-            cache_dir=cache_dir, crop=crop, explain_options=explain_options,
+            cache_dir=cache_dir, crop=crop, explain_options=explain_options, executor=executor,
         )
     if any(not isinstance(m, EnsembleMember) for m in models):
         models, weights = expand_model_list(models, weights)
@@ -207,7 +209,7 @@ def predict(
 
     with ExitStack() as stack:
         prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
-                               progress=progress)
+                               progress=progress, executor=executor)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
         start = time.perf_counter()
@@ -337,6 +339,7 @@ def _predict_sequence_runs(
     cache_dir: Path | None,
     crop: bool,
     explain_options: dict[str, Any] | None = None,
+    executor: Executor | None = None,
 ) -> PredictionResult:
     """Stage-2 runs (`ichscan train-seq`): each runs its own stage 1 then its sequence model over
     every series; several runs are combined by (weighted) mean of probabilities."""
@@ -358,7 +361,7 @@ def _predict_sequence_runs(
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
     with ExitStack() as stack:
         prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
-                               progress=progress)
+                               progress=progress, executor=executor)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
         start = time.perf_counter()

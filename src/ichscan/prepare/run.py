@@ -261,6 +261,8 @@ def prepare_cache(
     crop: bool = True,
     workers: int | None = None,
     progress: bool = True,
+    *,
+    executor: Executor | None = None,
 ) -> PrepareResult:
     """Decode every series of `manifest` once into the int16 HU cache at `cache_dir`.
 
@@ -268,7 +270,8 @@ def prepare_cache(
     `crop`, else after padding the matrix to a square); `size` 0 keeps the original resolution
     (then `crop` alone decides whether the head box is cut out). Series already done are
     skipped, so an interrupted run resumes. A series with an unusable slice is not cached and
-    every one of its slices is reported in `.errors`.
+    every one of its slices is reported in `.errors`. `executor` (e.g. a Dask cluster's,
+    `ichscan.parallel.dask_executor`) runs the series instead of a local pool; it is not shut down.
     """
     if size < 0:
         raise ValueError(f"size must be 0 (keep the matrix) or positive, got {size}")
@@ -276,7 +279,9 @@ def prepare_cache(
     settings = CacheSettings(size=int(size), crop=bool(crop))
     manifest = check_manifest(manifest)
     open_cache(cache_dir, settings)
-    workers = default_workers() if workers is None else max(1, int(workers))
+    if workers is None:
+        workers = getattr(executor, "n_workers", None) or default_workers()
+    workers = max(1, int(workers))
 
     tables: list[tuple[pd.DataFrame, SeriesRecord]] = []
     errors: list[tuple[str, str]] = []
@@ -304,9 +309,8 @@ def prepare_cache(
     in_flight = TASKS_IN_FLIGHT_PER_WORKER * pool_size
     with _progress(progress) as bar:
         job = bar.add_task(f"{len(todo)} series ({skipped} already done)", total=total_slices)
-        for task, future in bounded_map(
-            partial(make_executor, pool_size), _safe_prepare_series, todo, in_flight
-        ):
+        make = partial(make_executor, pool_size) if executor is None else lambda: executor  # scale: --dask seam
+        for task, future in bounded_map(make, _safe_prepare_series, todo, in_flight):
             outcome = _outcome(task, future)
             rows = rows_of.pop(outcome.series_instance_uid)
             if outcome.record is not None:
@@ -325,6 +329,7 @@ def prepare_cache(
         else _empty_slices(manifest)
     )
     error_table = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
+    remove_temporary_files(cache_dir)  # scale: what a killed (Dask) worker left; every task is done
     with atomic_path(cache_dir / SLICES_FILE) as tmp:
         slices.to_parquet(tmp, index=False)
     with atomic_path(cache_dir / ERRORS_FILE) as tmp:
