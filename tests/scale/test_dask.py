@@ -86,8 +86,8 @@ def test_worker_killed_mid_series_leaves_the_cache_of_a_clean_run(
         # O_EXCL) writes its volume's temporary file, then hangs before the rename, reporting its pid
         from contextlib import contextmanager
 
-        from ichscan.prepare import series
         from ichscan.files import atomic_path
+        from ichscan.prepare import series
 
         @contextmanager
         def hanging_atomic_path(path):  # type: ignore[no-untyped-def]
