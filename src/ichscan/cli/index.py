@@ -16,7 +16,10 @@ MAX_ERROR_LINES: Final[int] = 20
 
 @app.command("index")
 def index_command(
-    dicom_dir: Annotated[Path, typer.Argument(help="Folder of DICOM files (flat or nested).")],
+    dicom_dir: Annotated[
+        Path,
+        typer.Argument(help="Folder of DICOM files (flat or nested) and/or NIfTI volumes (.nii, .nii.gz), or one volume."),
+    ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Manifest Parquet to write.")],
     labels: Annotated[
         Path | None, typer.Option("--labels", help="RSNA label CSV (ID,Label rows).")
@@ -25,10 +28,23 @@ def index_command(
         int | None, typer.Option("--workers", min=1, help="Reader processes [default: CPUs].")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    masks: Annotated[
+        Path | None,
+        typer.Option(
+            "--masks",
+            help="Folder of NIfTI label volumes named like the input volumes (0 background, 1-5 = "
+            "epidural, intraparenchymal, intraventricular, subarachnoid, subdural): slice labels, and "
+            "masks written to masks/ next to the manifest.",
+        ),
+    ] = None,
     dask: DaskOption = None,
 ) -> None:
-    """Read every slice header under DICOM_DIR into one manifest row per slice."""
-    from ichscan.dicom import LabelFileError, index_folder, write_manifest
+    """Read every slice header under DICOM_DIR into one manifest row per slice.
+
+    A NIfTI volume becomes one series of axial slices with synthetic, path-derived ids.
+    """
+    from ichscan.dicom import LabelFileError, write_manifest
+    from ichscan.nifti.index import MASKS_FOLDER, index_inputs
     from ichscan.parallel import optional_dask
 
     if not dicom_dir.exists():
@@ -37,11 +53,19 @@ def index_command(
         raise fail(f"{labels}: no such label file")
     if output.suffix != ".parquet":
         raise fail(f"{output}: the manifest must end in .parquet")
+    if masks is not None and not masks.is_dir():
+        raise fail(f"{masks}: no such masks folder")
     check_dask(dask)
     try:
         with optional_dask(dask) as executor:
-            result = index_folder(
-                dicom_dir, labels_csv=labels, workers=workers, progress=progress, executor=executor
+            result = index_inputs(
+                dicom_dir,
+                labels_csv=labels,
+                workers=workers,
+                progress=progress,
+                masks_dir=masks,
+                masks_out=None if masks is None else output.parent / MASKS_FOLDER,
+                executor=executor,
             )
     except (LabelFileError, OSError) as error:  # OSError: the Dask scheduler is unreachable
         raise fail(str(error)) from error

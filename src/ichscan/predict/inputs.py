@@ -51,6 +51,8 @@ def detect_input_kind(path: Path) -> InputKind:
         return "dicom"
     if path.is_file() and path.suffix.lower() == ".parquet":
         return "manifest"
+    if path.is_file() and path.name.lower().endswith((".nii", ".nii.gz")):  # scale: one NIfTI volume
+        return "dicom"
     if not path.exists():
         raise InputError(f"{path}: does not exist")
     raise InputError(f"{path}: not a DICOM folder, a manifest (.parquet) or a cache folder")
@@ -122,10 +124,10 @@ def prepare_input(
         return PreparedInput(kind, input_path, slices, errors, timings)
 
     if kind == "dicom":
-        from ichscan.dicom import index_folder
+        from ichscan.nifti.index import index_inputs  # scale: DICOM and NIfTI volumes
 
         start = time.perf_counter()
-        indexed = index_folder(input_path, workers=workers, progress=progress, executor=executor)
+        indexed = index_inputs(input_path, workers=workers, progress=progress, executor=executor)
         timings["index"] = time.perf_counter() - start
         manifest, errors = indexed.manifest, indexed.errors[list(ERROR_COLUMNS)]
     else:

@@ -26,6 +26,7 @@ from ichscan.dicom.hounsfield import (
     to_hounsfield,
 )
 from ichscan.files import atomic_path
+from ichscan.nifti.volume import is_nifti, read_series_volume
 from ichscan.prepare.cache import (
     CacheSettings,
     SeriesRecord,
@@ -184,7 +185,8 @@ def crop_box_for(volume: NDArray[np.int16], settings: CacheSettings) -> CropBox:
 
 def prepare_series(task: SeriesTask) -> SeriesOutcome:
     """Decode, crop, resize and cache one series; never raises for bad input files."""
-    volume, failures = read_volume(task)
+    nifti = is_nifti(task.paths[0])  # scale: a NIfTI volume is one series, read once
+    volume, failures = read_series_volume(task.paths) if nifti else read_volume(task)
     if volume is None:
         if not failures:
             failures = [(path, "no slices") for path in task.paths]
