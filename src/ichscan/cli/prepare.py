@@ -39,6 +39,16 @@ def prepare_command(
         int | None, typer.Option(min=1, help="Worker processes (default: all CPUs).")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    spacing: Annotated[
+        float | None,
+        typer.Option(
+            "--spacing",
+            min=0.01,
+            metavar="MM",
+            help="Resample every slice to this pixel spacing (mm) before crop and resize, e.g. 1.0.",
+            show_default=False,
+        ),
+    ] = None,
     dask: DaskOption = None,
 ) -> None:
     """Decode every series of MANIFEST once into int16 Hounsfield units under OUTPUT."""
@@ -72,6 +82,7 @@ def prepare_command(
                 workers=workers,
                 progress=not quiet,
                 executor=executor,
+                spacing=spacing,
             )
     except (ValueError, OSError) as error:  # e.g. a cache built with other settings
         raise fail(error) from error

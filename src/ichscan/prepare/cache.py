@@ -2,7 +2,7 @@
 
 Layout (docs/ARCHITECTURE.md)::
 
-    CACHE/meta.json                      {"size": 256, "crop": true, "version": 1}
+    CACHE/meta.json                      {"size": 256, "crop": true, "version": 2[, "spacing": 1.0]}
     CACHE/slices.parquet                 manifest rows of cached slices + crop box + cached size
     CACHE/errors.csv                     path, reason of every slice not cached
     CACHE/series/<series_uid>.npy        int16 HU (z, H, W), z = slice_index
@@ -36,6 +36,9 @@ META_FILE: Final[str] = "meta.json"
 ERRORS_FILE: Final[str] = "errors.csv"
 CROP_COLUMNS: Final[tuple[str, ...]] = ("crop_y0", "crop_y1", "crop_x0", "crop_x1")
 SIZE_COLUMNS: Final[tuple[str, ...]] = ("height", "width")
+# scale: mm per cached pixel (row, column): the resampling spacing (or the manifest's pixel
+# spacing) × crop box / cached size; NaN when the manifest has no spacing
+SPACING_COLUMNS: Final[tuple[str, ...]] = ("cached_spacing_row", "cached_spacing_col")
 # Temporary names made by `ichscan.files.atomic_path`: ".<name>.<8 hex>.tmp<suffix>".
 _TEMPORARY_NAME: Final[re.Pattern[str]] = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.\w+)?$")
 _SAFE_UID: Final[re.Pattern[str]] = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
@@ -48,6 +51,7 @@ class CacheSettings:
     size: int = 256
     crop: bool = True
     version: int = CACHE_VERSION
+    spacing: float | None = None  # scale: in-plane resampling to this many mm per pixel first
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,11 @@ def read_settings(cache_dir: Path) -> CacheSettings | None:
         return None
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        return CacheSettings(int(meta["size"]), bool(meta["crop"]), int(meta["version"]))
+        spacing = meta.get("spacing")  # scale: absent in caches made before --spacing
+        return CacheSettings(
+            int(meta["size"]), bool(meta["crop"]), int(meta["version"]),
+            None if spacing is None else float(spacing),
+        )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a valid cache meta.json ({error})") from error
 

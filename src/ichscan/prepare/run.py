@@ -9,6 +9,7 @@ not grow with the number of series.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -45,6 +46,7 @@ from ichscan.prepare.cache import (
     SERIES_DIR,
     SIZE_COLUMNS,
     SLICES_FILE,
+    SPACING_COLUMNS,
     CacheSettings,
     SeriesRecord,
     completed_record,
@@ -192,8 +194,17 @@ def series_tasks(
             sop_instance_uids=tuple(rows["sop_instance_uid"].astype(str)),
             cache_dir=cache_dir,
             settings=settings,
+            pixel_spacing=_pixel_spacing(rows) if settings.spacing is not None else None,
         )
         yield task, rows
+
+
+def _pixel_spacing(rows: pd.DataFrame) -> tuple[float, float]:
+    """The series' (row, column) pixel spacing in mm from its first manifest row (NaN if absent)."""
+    if not {"pixel_spacing_row", "pixel_spacing_col"} <= set(rows.columns):
+        return (math.nan, math.nan)
+    first = rows.iloc[0]
+    return (float(first["pixel_spacing_row"]), float(first["pixel_spacing_col"]))
 
 
 def cached_rows(rows: pd.DataFrame, record: SeriesRecord) -> pd.DataFrame:
@@ -220,8 +231,29 @@ def slices_table(parts: list[tuple[pd.DataFrame, SeriesRecord]]) -> pd.DataFrame
         [(r.crop.y0, r.crop.y1, r.crop.x0, r.crop.x1, r.height, r.width) for _, r in parts], dtype=np.int32
     ).reshape(len(parts), len(CROP_COLUMNS) + len(SIZE_COLUMNS))
     added = pd.DataFrame(np.repeat(per_series, depths, axis=0), columns=[*CROP_COLUMNS, *SIZE_COLUMNS])
+    added = pd.concat([added, _cached_spacing(table, parts, depths)], axis=1)
     kept = table.drop(columns=[column for column in added.columns if column in table.columns])
     return pd.concat([kept, added], axis=1)
+
+
+def _cached_spacing(
+    table: pd.DataFrame, parts: list[tuple[pd.DataFrame, SeriesRecord]], depths: np.ndarray
+) -> pd.DataFrame:
+    """scale: `SPACING_COLUMNS` of every row: (resampling spacing, else the manifest's pixel
+    spacing) × crop box side / cached side, per axis."""
+    per_series = np.array(
+        [
+            (r.settings.spacing or np.nan, r.crop.height / r.height, r.crop.width / r.width)
+            for _, r in parts
+        ],
+        dtype=np.float64,
+    ).reshape(len(parts), 3)
+    target, row_scale, column_scale = np.repeat(per_series, depths, axis=0).T
+    columns = []
+    for name, scale in (("pixel_spacing_row", row_scale), ("pixel_spacing_col", column_scale)):
+        original = table[name].to_numpy(np.float64) if name in table.columns else np.full(len(table), np.nan)
+        columns.append(np.where(np.isnan(target), original, target) * scale)
+    return pd.DataFrame(dict(zip(SPACING_COLUMNS, columns, strict=True)), dtype=np.float32)
 
 
 def open_cache(cache_dir: Path, settings: CacheSettings) -> None:
@@ -230,15 +262,17 @@ def open_cache(cache_dir: Path, settings: CacheSettings) -> None:
     if existing is not None and existing != settings:
         raise ValueError(
             f"{cache_dir / META_FILE}: cache was built with size={existing.size}, "
-            f"crop={existing.crop}, version={existing.version}; asked size={settings.size}, "
-            f"crop={settings.crop}, version={settings.version} (use another folder)"
+            f"crop={existing.crop}, version={existing.version}, spacing={existing.spacing}; asked "
+            f"size={settings.size}, crop={settings.crop}, version={settings.version}, "
+            f"spacing={settings.spacing} (use another folder)"
         )
     (cache_dir / SERIES_DIR).mkdir(parents=True, exist_ok=True)
     remove_temporary_files(cache_dir)
     if existing is None:
         write_json(
             cache_dir / META_FILE,
-            {"size": settings.size, "crop": settings.crop, "version": settings.version},
+            {"size": settings.size, "crop": settings.crop, "version": settings.version}
+            | ({} if settings.spacing is None else {"spacing": settings.spacing}),  # scale
         )
 
 
@@ -263,6 +297,7 @@ def prepare_cache(
     progress: bool = True,
     *,
     executor: Executor | None = None,
+    spacing: float | None = None,
 ) -> PrepareResult:
     """Decode every series of `manifest` once into the int16 HU cache at `cache_dir`.
 
@@ -272,11 +307,15 @@ def prepare_cache(
     skipped, so an interrupted run resumes. A series with an unusable slice is not cached and
     every one of its slices is reported in `.errors`. `executor` (e.g. a Dask cluster's,
     `ichscan.parallel.dask_executor`) runs the series instead of a local pool; it is not shut down.
+    `spacing` (mm) first resamples each series in-plane to that pixel spacing
+    (`ichscan.prepare.resample`); it is part of the cache's settings (meta.json, resume key).
     """
     if size < 0:
         raise ValueError(f"size must be 0 (keep the matrix) or positive, got {size}")
     cache_dir = Path(cache_dir)
-    settings = CacheSettings(size=int(size), crop=bool(crop))
+    if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
+        raise ValueError(f"spacing must be a positive number of mm, got {spacing}")
+    settings = CacheSettings(size=int(size), crop=bool(crop), spacing=None if spacing is None else float(spacing))
     manifest = check_manifest(manifest)
     open_cache(cache_dir, settings)
     if workers is None:
@@ -367,4 +406,6 @@ def _empty_slices(manifest: pd.DataFrame) -> pd.DataFrame:
     table = manifest.iloc[:0].copy()
     for column in (*CROP_COLUMNS, *SIZE_COLUMNS):
         table[column] = pd.Series(dtype=np.int32)
+    for column in SPACING_COLUMNS:
+        table[column] = pd.Series(dtype=np.float32)
     return table

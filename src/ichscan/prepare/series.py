@@ -10,6 +10,7 @@ slice of a dropped series is reported: the bad one with its own reason, the othe
 
 from __future__ import annotations
 
+import math
 import struct
 import warnings
 from collections.abc import Iterator
@@ -35,6 +36,7 @@ from ichscan.prepare.cache import (
 )
 from ichscan.prepare.crop import CropBox, crop, crop_and_resize, full_box, head_box
 from ichscan.prepare.fastread import FastSlice, NotFast, read_fast
+from ichscan.prepare.resample import SpacingError, resample_in_plane
 
 HOUNSFIELD_CHUNK_SLICES = 16  # stored words → HU this many slices at a time (bounded temporaries)
 
@@ -48,6 +50,7 @@ class SeriesTask:
     sop_instance_uids: tuple[str, ...]
     cache_dir: Path
     settings: CacheSettings
+    pixel_spacing: tuple[float, float] | None = None  # scale: (row, column) mm, for settings.spacing
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,11 @@ def prepare_series(task: SeriesTask) -> SeriesOutcome:
         if not failures:
             failures = [(path, "no slices") for path in task.paths]
         return SeriesOutcome(task.series_instance_uid, None, dropped_series_errors(task, failures))
+    if task.settings.spacing is not None:  # scale: physical resampling before crop and resize
+        try:
+            volume = resample_in_plane(volume, task.pixel_spacing or (math.nan, math.nan), task.settings.spacing)
+        except SpacingError as error:
+            return SeriesOutcome(task.series_instance_uid, None, tuple((path, str(error)) for path in task.paths))
     box = crop_box_for(volume, task.settings)
     side = task.settings.size
     cached = crop_and_resize(volume, box, side, side) if side > 0 else crop(volume, box)
