@@ -39,6 +39,7 @@ from rich.progress import (
 )
 
 from ichscan.files import atomic_path
+from ichscan.parallel import CLUSTER_TASKS_IN_FLIGHT_PER_SLOT
 from ichscan.prepare.cache import (
     CROP_COLUMNS,
     ERRORS_FILE,
@@ -346,6 +347,8 @@ def prepare_cache(
     total_slices = sum(len(task.paths) for task in todo)
     pool_size = min(workers, max(1, len(todo)))
     in_flight = TASKS_IN_FLIGHT_PER_WORKER * pool_size
+    if executor is not None:  # scale: a cluster's round trips need a deeper queue
+        in_flight = CLUSTER_TASKS_IN_FLIGHT_PER_SLOT * pool_size
     with _progress(progress) as bar:
         job = bar.add_task(f"{len(todo)} series ({skipped} already done)", total=total_slices)
         make = partial(make_executor, pool_size) if executor is None else lambda: executor  # scale: --dask seam
