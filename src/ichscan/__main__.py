@@ -1,3 +1,4 @@
 from ichscan.cli import app
 
-app()
+if __name__ == "__main__":  # not when a spawned process (e.g. a Dask worker) re-imports it
+    app()
