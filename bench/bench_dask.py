@@ -145,9 +145,9 @@ def main() -> None:
         f"Command: `.venv/bin/python bench/bench_dask.py --series {args.series} --slices {args.slices} "
         f"--repeats {args.repeats}` (commit `{commit()}`)",
         "",
-        f"Machine: {os.cpu_count()} cores {platform.machine()} ({cpu_model()}), **shared and noisy**: "
-        f"1-min load average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run, with "
-        "other developers' jobs and a training run on the same cores; Python "
+        f"Machine: {os.cpu_count()} cores {platform.machine()} ({cpu_model()}), **shared** with other "
+        "developers' jobs and a training run, so noisy: the 1-min load average was "
+        f"{load_before[0]:.1f} before and {load_after[0]:.1f} after this run; Python "
         f"{platform.python_version()}. Data: {n_files:,} uncompressed 512² CT slices "
         f"({args.series} series × {args.slices}), page cache warm. Best of {args.repeats} interleaved runs "
         "each; every Dask result checked equal to the local one (same manifest, byte-identical cache).",

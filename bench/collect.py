@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ichscan.files import atomic_path
 
-ORDER = ("index", "prepare", "loader", "phantom", "model", "train", "predict", "demo", "stage2")
+ORDER = ("index", "prepare", "dask", "loader", "phantom", "model", "train", "predict", "demo", "stage2")
 
 HEADER = """# Benchmarks
 
