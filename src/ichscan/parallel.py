@@ -208,8 +208,8 @@ def executor_workers(executor: Executor | None, default: int) -> int:
 
 
 __all__ = [
-    "ClusterExecutor",
     "CLUSTER_TASKS_IN_FLIGHT_PER_SLOT",
+    "ClusterExecutor",
     "DaskSpec",
     "dask_executor",
     "executor_workers",

@@ -185,3 +185,30 @@ def test_cli_index_prepare_and_predict_a_volume(nifti_tree: Path, dicom_phantom:
     assert probabilities
     np.testing.assert_allclose(nii[probabilities].to_numpy(), dcm[probabilities].to_numpy(), atol=1e-6)
     assert nii["series_instance_uid"].iloc[0] == nifti_uid("series", "s0.nii.gz")  # key: the file name
+
+
+def test_cache_grid_arrays_go_back_onto_the_input_volume(nifti_tree: Path, tmp_path: Path) -> None:
+    """A cache-grid array written with `write_aligned` lands voxel for voxel on the input: the
+    cached HU of a cropped (not resized) cache come back as the input's HU inside the box."""
+    from ichscan.nifti.aligned import to_source_matrix, write_aligned
+
+    volume_path = nifti_tree / "volumes" / "oblique" / "s1.nii.gz"
+    manifest = index_inputs(volume_path, progress=False).manifest
+    prepare_cache(manifest, tmp_path / "cache", size=0, crop=True, workers=1, progress=False)
+    slices = read_slices(tmp_path / "cache")
+    uid = slices["series_instance_uid"].iloc[0]
+    box = tuple(slices[["crop_y0", "crop_y1", "crop_x0", "crop_x1"]].iloc[0])
+    cached = read_series(tmp_path / "cache", uid).astype(np.float32)
+    geometry = read_geometry(volume_path)
+    back = to_source_matrix(cached, box, (geometry.rows, geometry.columns), fill=-5000.0)
+    write_aligned(back, volume_path, tmp_path / "heat.nii.gz")
+
+    written, original = nib.load(tmp_path / "heat.nii.gz"), nib.load(volume_path)
+    np.testing.assert_allclose(written.affine, original.affine, atol=1e-5)
+    stored_hu = np.asanyarray(original.dataobj)
+    data = np.asanyarray(written.dataobj)
+    inside = data != -5000.0
+    assert inside.any() and (~inside).any()  # the head box is smaller than the matrix
+    np.testing.assert_array_equal(data[inside], np.clip(np.round(stored_hu[inside]), -1024, None))
+    with pytest.raises(ValueError, match="do not match"):
+        write_aligned(back[:-1], volume_path, tmp_path / "bad.nii.gz")
