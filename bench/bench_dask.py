@@ -34,11 +34,11 @@ import pandas as pd
 import psutil
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_prepare import SIZE, write_dataset  # noqa: E402
+from bench_prepare import SIZE, write_dataset
 
-from ichscan.dicom import index_folder  # noqa: E402
-from ichscan.parallel import dask_executor  # noqa: E402
-from ichscan.prepare import prepare_cache  # noqa: E402
+from ichscan.dicom import index_folder
+from ichscan.parallel import dask_executor
+from ichscan.prepare import prepare_cache
 
 NOTES_HEADING = "### Notes"
 
@@ -102,7 +102,6 @@ def main() -> None:
         prepare_cache(reference_manifest, root / "reference", size=SIZE, workers=1, progress=False)
         reference_cache = cache_bytes(root / "reference")
 
-        rows: list[dict[str, Any]] = []
         clusters: dict[int, Any] = {}
         startup: dict[int, float] = {}
         contexts = []
@@ -120,14 +119,14 @@ def main() -> None:
         best: dict[tuple[str, str, int], tuple[float, float]] = {}
         for attempt in range(args.repeats):
             for kind, n, executor in variants:
-                seconds, cpu, result = timed(lambda: index_folder(
+                seconds, cpu, result = timed(lambda n=n, executor=executor: index_folder(
                     root / "dicom", workers=n, progress=False, executor=executor))
                 pd.testing.assert_frame_equal(result.manifest, reference_manifest)
                 key = ("index", kind, n)
                 best[key] = min(best.get(key, (float("inf"), 0.0)), (seconds, cpu))
 
                 cache = root / f"cache-{kind.split()[0]}-{n}-{attempt}"
-                seconds, cpu, result = timed(lambda: prepare_cache(
+                seconds, cpu, result = timed(lambda n=n, executor=executor, cache=cache: prepare_cache(
                     reference_manifest, cache, size=SIZE, workers=n, progress=False, executor=executor))
                 assert result.errors.empty and cache_bytes(cache) == reference_cache, f"{kind} {n} differs"
                 shutil.rmtree(cache)
