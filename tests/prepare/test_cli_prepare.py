@@ -22,7 +22,7 @@ def test_prepare_writes_the_cache_and_lists_bad_files(tmp_path: Path, three_seri
         app, ["prepare", str(tmp_path / "manifest.parquet"), "-o", str(cache), "--size", "24",
               "--workers", "1", "--quiet"]
     )
-    assert outcome.exit_code == 0, outcome.output
+    assert outcome.exit_code == 3, outcome.output  # slices were lost: not a success
     slices = read_slices(cache)
     assert slices["series_instance_uid"].nunique() == 2
     assert read_series(cache, slices["series_instance_uid"].iloc[0]).shape[1:] == (24, 24)
@@ -31,6 +31,57 @@ def test_prepare_writes_the_cache_and_lists_bad_files(tmp_path: Path, three_seri
     assert len(errors) == n_bad
     assert f"{tmp_path / 'missing.dcm'}: " in outcome.output
     assert f"{n_bad} slices skipped" in outcome.output
+    assert f"Lost {n_bad} of {len(manifest)} slices (list: {cache / 'errors.csv'})" in outcome.output
+
+
+def test_nothing_cached_exits_1(tmp_path: Path, three_series: pd.DataFrame) -> None:
+    manifest = three_series.assign(path=str(tmp_path / "gone.dcm"))
+    manifest.to_parquet(tmp_path / "manifest.parquet")
+    outcome = CliRunner().invoke(
+        app, ["prepare", str(tmp_path / "manifest.parquet"), "-o", str(tmp_path / "c"), "-q", "--workers", "1"]
+    )
+    assert outcome.exit_code == 1
+    assert f"Error: nothing cached: all {len(manifest)} slices of" in outcome.output
+
+
+def test_an_unwritable_cache_stops_the_run_instead_of_skipping_slices(
+    tmp_path: Path, three_series: pd.DataFrame
+) -> None:
+    """Permission denied on the output is the environment's fault: one line, exit 1, and the
+    slices are not listed as skipped."""
+    import os
+
+    if os.geteuid() == 0:  # root writes anywhere: simulate with a read-only series folder instead
+        import errno
+
+        import ichscan.prepare.series as series_module
+
+        def refuse(*args: object, **kwargs: object) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        from _pytest.monkeypatch import MonkeyPatch
+
+        patch = MonkeyPatch()
+        patch.setattr(series_module.np, "save", refuse)
+    else:
+        patch = None
+    three_series.to_parquet(tmp_path / "manifest.parquet")
+    cache = tmp_path / "c"
+    (cache / "series").mkdir(parents=True)
+    if patch is None:
+        (cache / "series").chmod(0o500)
+    try:
+        outcome = CliRunner().invoke(
+            app, ["prepare", str(tmp_path / "manifest.parquet"), "-o", str(cache), "-q", "--workers", "1"]
+        )
+    finally:
+        if patch is not None:
+            patch.undo()
+        (cache / "series").chmod(0o700)
+    assert outcome.exit_code == 1
+    assert outcome.output.startswith("Error: cannot write ")
+    assert "run stopped" in outcome.output and "skipped" not in outcome.output
+    assert "Traceback" not in outcome.output
 
 
 def test_size_zero_defaults_to_no_crop(tmp_path: Path, three_series: pd.DataFrame) -> None:

@@ -17,7 +17,6 @@ files, which the next run removes.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ichscan.files import atomic_path
+from ichscan.files import atomic_path, is_safe_component, remove_stale_temporaries
 from ichscan.prepare.crop import CropBox
 
 CACHE_VERSION: Final[int] = 2  # 2: OpenCV area resize and the 64-px head search
@@ -36,9 +35,6 @@ META_FILE: Final[str] = "meta.json"
 ERRORS_FILE: Final[str] = "errors.csv"
 CROP_COLUMNS: Final[tuple[str, ...]] = ("crop_y0", "crop_y1", "crop_x0", "crop_x1")
 SIZE_COLUMNS: Final[tuple[str, ...]] = ("height", "width")
-# Temporary names made by `ichscan.files.atomic_path`: ".<name>.<8 hex>.tmp<suffix>".
-_TEMPORARY_NAME: Final[re.Pattern[str]] = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.\w+)?$")
-_SAFE_UID: Final[re.Pattern[str]] = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +44,7 @@ class CacheSettings:
     size: int = 256
     crop: bool = True
     version: int = CACHE_VERSION
+    invert_monochrome1: bool = False  # repair exports that stored MONOCHROME1 values inverted
 
 
 @dataclass(frozen=True)
@@ -63,8 +60,8 @@ class SeriesRecord:
 
 
 def is_safe_uid(series_uid: str) -> bool:
-    """True when the UID can be used as a file name as is (DICOM UIDs are digits and dots)."""
-    return bool(_SAFE_UID.match(series_uid)) and ".." not in series_uid
+    """True when the UID can be used as a file name as is (`ichscan.files.is_safe_component`)."""
+    return is_safe_component(series_uid)
 
 
 def series_path(cache_dir: Path, series_uid: str) -> Path:
@@ -92,7 +89,12 @@ def read_settings(cache_dir: Path) -> CacheSettings | None:
         return None
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-        return CacheSettings(int(meta["size"]), bool(meta["crop"]), int(meta["version"]))
+        return CacheSettings(
+            int(meta["size"]),
+            bool(meta["crop"]),
+            int(meta["version"]),
+            bool(meta.get("invert_monochrome1", False)),
+        )
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a valid cache meta.json ({error})") from error
 
@@ -138,15 +140,11 @@ def completed_record(
 
 
 def remove_temporary_files(cache_dir: Path) -> list[Path]:
-    """Delete the temporary files an interrupted run left in the cache; return them."""
+    """Delete the temporary files a killed run left in the cache (`ichscan.files` names whose
+    process is gone); return them."""
     removed: list[Path] = []
     for folder in (Path(cache_dir), Path(cache_dir) / SERIES_DIR):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.is_file() and _TEMPORARY_NAME.match(path.name):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+        removed += remove_stale_temporaries(folder)
     return removed
 
 

@@ -37,7 +37,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ichscan.files import atomic_path
+from ichscan.dicom.limits import DEFAULT_LIMITS, PixelLimits
+from ichscan.files import atomic_path, die_with_parent, is_safe_component
 from ichscan.prepare.cache import (
     CROP_COLUMNS,
     ERRORS_FILE,
@@ -48,12 +49,17 @@ from ichscan.prepare.cache import (
     CacheSettings,
     SeriesRecord,
     completed_record,
-    is_safe_uid,
     read_settings,
     remove_temporary_files,
     write_json,
 )
-from ichscan.prepare.series import SeriesOutcome, SeriesTask, prepare_series
+from ichscan.prepare.series import (
+    ENVIRONMENT_ERRNOS,
+    OutputError,
+    SeriesOutcome,
+    SeriesTask,
+    prepare_series,
+)
 
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = (
     "series_instance_uid",
@@ -153,9 +159,11 @@ class InlineExecutor(Executor):
         return future
 
 
-def _init_worker() -> None:
-    """One OpenCV thread per worker: the parallelism is across series (measured: more threads
-    per worker only add contention on a machine whose cores the workers already fill)."""
+def _init_worker(parent_pid: int) -> None:
+    """Workers die with the parent (a killed `prepare` leaves no orphans working on), and use one
+    OpenCV thread each: the parallelism is across series (measured: more threads per worker only
+    add contention on a machine whose cores the workers already fill)."""
+    die_with_parent(parent_pid)
     cv2.setNumThreads(1)
 
 
@@ -165,7 +173,9 @@ def make_executor(workers: int) -> Executor:
         return InlineExecutor()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
 
 
 def check_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -182,7 +192,10 @@ def check_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def series_tasks(
-    manifest: pd.DataFrame, cache_dir: Path, settings: CacheSettings
+    manifest: pd.DataFrame,
+    cache_dir: Path,
+    settings: CacheSettings,
+    limits: PixelLimits = DEFAULT_LIMITS,
 ) -> Iterator[tuple[SeriesTask, pd.DataFrame]]:
     """One task per series of a sorted manifest, with the series' rows."""
     for series_uid, rows in manifest.groupby("series_instance_uid", sort=False):
@@ -192,8 +205,24 @@ def series_tasks(
             sop_instance_uids=tuple(rows["sop_instance_uid"].astype(str)),
             cache_dir=cache_dir,
             settings=settings,
+            limits=limits,
         )
         yield task, rows
+
+
+# Ids that later name files (heatmaps, series volumes): a manifest from elsewhere may hold anything.
+NAMING_COLUMNS: Final[tuple[str, ...]] = ("series_instance_uid", "sop_instance_uid", "image_id", "study_instance_uid")
+
+
+def unsafe_id(rows: pd.DataFrame) -> str | None:
+    """Why a series cannot be cached because an id of its rows is not usable as a file name."""
+    for column in NAMING_COLUMNS:
+        if column not in rows.columns:
+            continue
+        for value in rows[column].astype(str):
+            if not is_safe_component(value):
+                return f"{column} {value[:80]!r} is not usable as a file name"
+    return None
 
 
 def cached_rows(rows: pd.DataFrame, record: SeriesRecord) -> pd.DataFrame:
@@ -238,7 +267,12 @@ def open_cache(cache_dir: Path, settings: CacheSettings) -> None:
     if existing is None:
         write_json(
             cache_dir / META_FILE,
-            {"size": settings.size, "crop": settings.crop, "version": settings.version},
+            {
+                "size": settings.size,
+                "crop": settings.crop,
+                "version": settings.version,
+                "invert_monochrome1": settings.invert_monochrome1,
+            },
         )
 
 
@@ -261,6 +295,9 @@ def prepare_cache(
     crop: bool = True,
     workers: int | None = None,
     progress: bool = True,
+    *,
+    invert_monochrome1: bool = False,
+    limits: PixelLimits = DEFAULT_LIMITS,
 ) -> PrepareResult:
     """Decode every series of `manifest` once into the int16 HU cache at `cache_dir`.
 
@@ -268,12 +305,17 @@ def prepare_cache(
     `crop`, else after padding the matrix to a square); `size` 0 keeps the original resolution
     (then `crop` alone decides whether the head box is cut out). Series already done are
     skipped, so an interrupted run resumes. A series with an unusable slice is not cached and
-    every one of its slices is reported in `.errors`.
+    every one of its slices is reported in `.errors`. `invert_monochrome1` repairs exports that
+    stored MONOCHROME1 values inverted (`ichscan.dicom.to_hounsfield`); `limits` bound what a
+    header may declare.
+
+    Raises `OutputError` (disk full, permission denied on the cache, ...) and `MemoryError`:
+    those stop the run instead of being recorded as skipped slices.
     """
     if size < 0:
         raise ValueError(f"size must be 0 (keep the matrix) or positive, got {size}")
     cache_dir = Path(cache_dir)
-    settings = CacheSettings(size=int(size), crop=bool(crop))
+    settings = CacheSettings(size=int(size), crop=bool(crop), invert_monochrome1=bool(invert_monochrome1))
     manifest = check_manifest(manifest)
     open_cache(cache_dir, settings)
     workers = default_workers() if workers is None else max(1, int(workers))
@@ -283,10 +325,10 @@ def prepare_cache(
     rows_of: dict[str, pd.DataFrame] = {}
     todo: list[SeriesTask] = []
     skipped = 0
-    for task, rows in series_tasks(manifest, cache_dir, settings):
-        if not is_safe_uid(task.series_instance_uid):
-            reason = f"series_instance_uid {task.series_instance_uid!r} is not usable as a file name"
-            errors.extend((path, reason) for path in task.paths)
+    for task, rows in series_tasks(manifest, cache_dir, settings, limits):
+        unsafe = unsafe_id(rows)
+        if unsafe is not None:
+            errors.extend((path, unsafe) for path in task.paths)
             continue
         record = completed_record(
             cache_dir, task.series_instance_uid, task.sop_instance_uids, settings
@@ -336,6 +378,13 @@ def _safe_prepare_series(task: SeriesTask) -> SeriesOutcome:
     """`prepare_series`, turning an unexpected failure (e.g. disk full) into per-slice errors."""
     try:
         return prepare_series(task)
+    except (OutputError, MemoryError):
+        raise  # the environment, not the input: the run stops
+    except OSError as error:
+        if error.errno in ENVIRONMENT_ERRNOS:
+            raise
+        reason = f"series {task.series_instance_uid} not cached: {error.strerror or error}"
+        return SeriesOutcome(task.series_instance_uid, None, tuple((path, reason) for path in task.paths))
     except Exception as error:
         reason = f"series {task.series_instance_uid} not cached: {type(error).__name__}: {error}"
         return SeriesOutcome(
@@ -348,7 +397,9 @@ def _outcome(task: SeriesTask, future: Future[SeriesOutcome]) -> SeriesOutcome:
     error = future.exception()
     if error is None:
         return future.result()
-    if not isinstance(error, Exception):
+    if not isinstance(error, Exception) or isinstance(error, (OutputError, MemoryError)):
+        raise error
+    if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
         raise error
     reason = (
         f"series {task.series_instance_uid} not cached: worker process died while preparing it "
