@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ichscan.labels import LABELS, N_LABELS
+from ichscan.prepare.cache import neighbour_z
 
 SERIES_DIR = "series"
 
@@ -110,7 +111,8 @@ class SliceDataset(Dataset[dict[str, Any]]):
     """One item per row of `slices`: the HU of that slice and its neighbours at `offsets`.
 
     Item `i` → ``{"hu": int16 (len(offsets), H, W), "labels": float32 (6,) (NaN when unlabelled),
-    "index": i}``. Neighbour ``z = clip(slice_index + offset, 0, depth − 1)``: offsets are clamped
+    "index": i}``. Neighbour ``z = clip(slice_index + offset, first, last)`` within the slice's segment
+    (`ichscan.prepare.cache.neighbour_z`; the whole series without gaps): offsets are clamped
     at the series ends, so the first slice's s−1 is itself. All ``(row, offset) → (series, z)``
     look-ups are computed once, vectorised, at construction; a row whose series file is missing or
     whose `slice_index` lies outside the cached volume raises an error naming the file.
@@ -145,8 +147,7 @@ class SliceDataset(Dataset[dict[str, Any]]):
                 f"{self._volumes.paths[code]}: slice_index {slice_index[row]} outside the cached "
                 f"volume of {depth[row]} slices ({int(outside.sum())} row(s) affected)"
             )
-        wanted = slice_index[:, None] + np.asarray(self.offsets, dtype=np.int64)[None, :]
-        self.z: np.ndarray = np.clip(wanted, 0, depth[:, None] - 1)
+        self.z: np.ndarray = neighbour_z(slices, self.offsets, depth)  # clamped to the slice's segment
         self.labels: np.ndarray = labels_array(slices)
 
     @property

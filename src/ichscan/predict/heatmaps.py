@@ -10,6 +10,7 @@ never mixes two runs' heatmaps, and a prediction without ``--explain`` removes b
 
 from __future__ import annotations
 
+import hashlib
 import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Final
 
 import pandas as pd
 
-from ichscan.files import atomic_folder, atomic_path
+from ichscan.files import atomic_folder, atomic_path, is_safe_component
 from ichscan.labels import LABELS
 from ichscan.predict.studies import top_slices
 
@@ -36,8 +37,13 @@ def explain_method(name: str) -> str:
 
 
 def study_folder(study_instance_uid: str) -> str:
-    """A folder name for a study UID (UIDs are digits and dots; anything else becomes `_`)."""
-    return "".join(c if c.isalnum() or c in ".-_" else "_" for c in str(study_instance_uid)) or "_"
+    """A folder name for a study UID: the UID itself when it is a safe file name (DICOM UIDs
+    are), else ``study-<hash>`` (a hostile header never chooses where a file goes: ``..``,
+    ``../x`` or ``/etc`` never become a path)."""
+    uid = str(study_instance_uid)
+    if is_safe_component(uid):
+        return uid
+    return "study-" + hashlib.sha256(uid.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def explain_studies(
@@ -66,7 +72,10 @@ def explain_studies(
     heatmaps: dict[str, list[dict[str, Any]]] = {}
     with atomic_folder(out_dir / EXPLAIN_DIR) as staging:  # replaces an earlier run's heatmaps whole
         for uid, group in chosen.groupby("study_instance_uid", sort=False):
-            group = group.reset_index(drop=True)
+            # image ids name the PNGs: one that is not a safe file name gets no heatmap
+            group = group[group["image_id"].astype(str).map(is_safe_component)].reset_index(drop=True)
+            if group.empty:
+                continue
             explained = explain_slices(
                 loaded, cache_dir, group, staging / study_folder(str(uid)), threshold=threshold,
                 batch_size=max(1, len(group)), progress=progress, methods=(method,),

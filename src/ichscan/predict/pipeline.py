@@ -21,6 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ichscan.files import atomic_folder
 from ichscan.labels import LABELS, N_LABELS
 from ichscan.predict.batches import iter_hu_batches
 from ichscan.predict.ensemble import (
@@ -45,6 +46,8 @@ from ichscan.predict.heatmaps import explain_method as explain_method_
 from ichscan.predict.inputs import ERROR_COLUMNS, prepare_input
 from ichscan.predict.outputs import (
     SLICE_COLUMNS,
+    check_output_folder,
+    published,
     submission_frame,
     write_csv,
     write_json,
@@ -202,11 +205,12 @@ def predict(
     members = [m if isinstance(m, EnsembleMember) else next(loaded) for m in models]
     normalize_weights(weights, len(members))
     size = max(m.size for m in members) or DEFAULT_CACHE_SIZE
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out_dir, Path(input), cache_dir)  # hardening: OUT is replaced whole
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
 
     with ExitStack() as stack:
-        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+        staging = stack.enter_context(atomic_folder(out_dir))  # hardening: old or new OUT, never a mix
+        prepared = _prepare_in(stack, Path(input), staging, cache_dir, size=size, crop=crop, workers=workers,
                                progress=progress)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
@@ -227,14 +231,14 @@ def predict(
             else np.zeros((0, N_LABELS), dtype=np.float32)
         )
         timings["inference"] = time.perf_counter() - start
-        heatmaps = _explain(members[0], prepared.cache_dir, slices, probabilities, out_dir, thresholds,
+        heatmaps = _explain(members[0], prepared.cache_dir, slices, probabilities, staging, thresholds,
                             explain_options, progress, timings)
-
-    return _write_outputs(
-        out_dir, slices, probabilities, prepared.errors, [m.name for m in members],
-        normalize_weights(weights, len(members)).tolist(), tta, thresholds, top_k, timings, overall,
-        heatmaps,
-    )
+        result = _write_outputs(
+            staging, slices, probabilities, prepared.errors, [m.name for m in members],
+            normalize_weights(weights, len(members)).tolist(), tta, thresholds, top_k, timings, overall,
+            heatmaps,
+        )
+    return published(result, staging, out_dir)
 
 
 def _slice_table(slices: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
@@ -354,10 +358,11 @@ def _predict_sequence_runs(
             sizes.append(loaded.config.data.size or 0)
     size = max(sizes) or DEFAULT_CACHE_SIZE
     backbone = _stage1_backbone(runs[0]) if explain_options is not None else None  # refuse before work
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out_dir, Path(input), cache_dir)  # hardening: OUT is replaced whole
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
     with ExitStack() as stack:
-        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+        staging = stack.enter_context(atomic_folder(out_dir))  # hardening: old or new OUT, never a mix
+        prepared = _prepare_in(stack, Path(input), staging, cache_dir, size=size, crop=crop, workers=workers,
                                progress=progress)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
@@ -369,12 +374,13 @@ def _predict_sequence_runs(
         ]) if len(slices) else np.zeros((len(runs), 0, N_LABELS), dtype=np.float32)
         probabilities = combine_probabilities(per_run, w)
         timings["inference"] = time.perf_counter() - start
-        heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, out_dir, thresholds,
+        heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, staging, thresholds,
                             explain_options, progress, timings)
-    return _write_outputs(
-        out_dir, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
-        thresholds, top_k, timings, overall, heatmaps,
-    )
+        result = _write_outputs(
+            staging, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
+            thresholds, top_k, timings, overall, heatmaps,
+        )
+    return published(result, staging, out_dir)
 
 
 def _stage1_backbone(run: Path) -> Any:

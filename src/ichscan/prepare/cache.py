@@ -35,6 +35,9 @@ META_FILE: Final[str] = "meta.json"
 ERRORS_FILE: Final[str] = "errors.csv"
 CROP_COLUMNS: Final[tuple[str, ...]] = ("crop_y0", "crop_y1", "crop_x0", "crop_x1")
 SIZE_COLUMNS: Final[tuple[str, ...]] = ("height", "width")
+# z range [first, last] of the run of truly adjacent slices (segment) each slice belongs to: the
+# 2.5D neighbours of a slice stay inside it (`neighbour_z`), never joining slices across a gap.
+SEGMENT_COLUMNS: Final[tuple[str, ...]] = ("segment_first", "segment_last")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,30 @@ def remove_temporary_files(cache_dir: Path) -> list[Path]:
     for folder in (Path(cache_dir), Path(cache_dir) / SERIES_DIR):
         removed += remove_stale_temporaries(folder)
     return removed
+
+
+def segment_columns(slice_index: NDArray[np.integer], series_code: NDArray[np.integer],
+                    segment: NDArray[np.integer] | None) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """`SEGMENT_COLUMNS` for whole cached series (rows grouped by series, z ascending): the first
+    and last z of each row's segment (the whole series when `segment` is None)."""
+    key = pd.DataFrame({"series": series_code, "segment": 0 if segment is None else segment, "z": slice_index})
+    grouped = key.groupby(["series", "segment"], sort=False)["z"]
+    return (grouped.transform("min").to_numpy(np.int32), grouped.transform("max").to_numpy(np.int32))
+
+
+def neighbour_z(
+    slices: pd.DataFrame, offsets: NDArray[np.integer] | list[int] | tuple[int, ...], depth: NDArray[np.integer]
+) -> NDArray[np.int64]:
+    """``(n, len(offsets))`` z of each row's 2.5D neighbours: ``slice_index + offset`` clamped to
+    the row's segment (`SEGMENT_COLUMNS`; the whole series ``[0, depth − 1]`` in a cache without
+    them), so a neighbour never lies across a gap. `depth`: per row, its series' cached depth."""
+    z = slices["slice_index"].to_numpy(np.int64)[:, None] + np.asarray(offsets, dtype=np.int64)[None, :]
+    if all(column in slices.columns for column in SEGMENT_COLUMNS):
+        first = slices[SEGMENT_COLUMNS[0]].to_numpy(np.int64)[:, None]
+        last = slices[SEGMENT_COLUMNS[1]].to_numpy(np.int64)[:, None]
+    else:
+        first, last = np.zeros((len(slices), 1), np.int64), np.asarray(depth, np.int64)[:, None] - 1
+    return np.clip(z, first, last)
 
 
 def read_series(

@@ -42,6 +42,7 @@ from ichscan.files import atomic_path, die_with_parent, is_safe_component
 from ichscan.prepare.cache import (
     CROP_COLUMNS,
     ERRORS_FILE,
+    SEGMENT_COLUMNS,
     META_FILE,
     SERIES_DIR,
     SIZE_COLUMNS,
@@ -51,6 +52,7 @@ from ichscan.prepare.cache import (
     completed_record,
     read_settings,
     remove_temporary_files,
+    segment_columns,
     write_json,
 )
 from ichscan.prepare.series import (
@@ -249,6 +251,12 @@ def slices_table(parts: list[tuple[pd.DataFrame, SeriesRecord]]) -> pd.DataFrame
         [(r.crop.y0, r.crop.y1, r.crop.x0, r.crop.x1, r.height, r.width) for _, r in parts], dtype=np.int32
     ).reshape(len(parts), len(CROP_COLUMNS) + len(SIZE_COLUMNS))
     added = pd.DataFrame(np.repeat(per_series, depths, axis=0), columns=[*CROP_COLUMNS, *SIZE_COLUMNS])
+    first, last = segment_columns(
+        table["slice_index"].to_numpy(),
+        np.repeat(np.arange(len(parts)), depths),
+        table["segment"].to_numpy() if "segment" in table.columns else None,
+    )
+    added[SEGMENT_COLUMNS[0]], added[SEGMENT_COLUMNS[1]] = first, last
     kept = table.drop(columns=[column for column in added.columns if column in table.columns])
     return pd.concat([kept, added], axis=1)
 
@@ -411,6 +419,6 @@ def _outcome(task: SeriesTask, future: Future[SeriesOutcome]) -> SeriesOutcome:
 def _empty_slices(manifest: pd.DataFrame) -> pd.DataFrame:
     """A slices table with no rows but every column and dtype."""
     table = manifest.iloc[:0].copy()
-    for column in (*CROP_COLUMNS, *SIZE_COLUMNS):
+    for column in (*CROP_COLUMNS, *SIZE_COLUMNS, *SEGMENT_COLUMNS):
         table[column] = pd.Series(dtype=np.int32)
     return table
