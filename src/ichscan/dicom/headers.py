@@ -283,15 +283,17 @@ def _inflate(fp: BinaryIO, limit: int) -> BytesIO:
     """The deflated data set inflated, refused once it would exceed `limit` bytes (a deflate
     bomb costs at most `limit` bytes of memory, never what it expands to)."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
-    out = bytearray()
+    parts: list[bytes] = []
+    size = 0
     while not inflater.eof:
         chunk = inflater.unconsumed_tail or fp.read(1 << 20)
         if not chunk:
             break
-        out += inflater.decompress(chunk, limit + 1 - len(out))
-        if len(out) > limit:
+        parts.append(inflater.decompress(chunk, min(1 << 24, limit + 1 - size)))
+        size += len(parts[-1])
+        if size > limit:
             raise LimitError(f"the deflated data set inflates to more than {limit} bytes")
-    return BytesIO(bytes(out))
+    return BytesIO(b"".join(parts))  # BytesIO shares the joined bytes: no second copy
 
 
 def _open_dataset(

@@ -40,8 +40,8 @@ class PixelLimits:
     max_frames: int = 1
     bits_allocated: tuple[int, ...] = (8, 16, 32)
     max_compression_ratio: float = 10_000.0
-    max_excess_pixel_bytes: int = 16 * MIB
-    max_header_bytes: int = 64 * MIB
+    max_excess_pixel_bytes: int = 1 * MIB
+    max_header_bytes: int = 16 * MIB
 
     def __post_init__(self) -> None:
         if min(self.max_rows, self.max_columns, self.max_frames) < 1:
