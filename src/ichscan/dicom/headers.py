@@ -429,7 +429,7 @@ def _scan_file(
     except LimitError as error:
         raise HeaderError(ErrorKind.LIMIT, str(error)) from error
     except NotRegularFile as error:
-        raise HeaderError(ErrorKind.NOT_REGULAR, str(error).removeprefix("not a regular file but ")) from error
+        raise HeaderError(ErrorKind.NOT_REGULAR, str(error)) from error
     except OSError as error:
         raise HeaderError(ErrorKind.UNREADABLE, error.strerror or str(error)) from error
     except (EOFError, struct.error) as error:

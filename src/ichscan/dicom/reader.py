@@ -83,7 +83,7 @@ def read_dataset(path: str | os.PathLike[str], limits: PixelLimits = DEFAULT_LIM
     except LimitError as error:
         raise HeaderError(ErrorKind.LIMIT, str(error)) from error
     except NotRegularFile as error:
-        raise HeaderError(ErrorKind.NOT_REGULAR, str(error).removeprefix("not a regular file but ")) from error
+        raise HeaderError(ErrorKind.NOT_REGULAR, str(error)) from error
     except OSError as error:
         raise HeaderError(ErrorKind.UNREADABLE, error.strerror or str(error)) from error
     except (EOFError, struct.error) as error:
