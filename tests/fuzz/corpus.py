@@ -131,7 +131,7 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         return f"length@{at}={value:#x}", bytes(buffer)
     if kind == "insert":
         at = rng.randrange(132, len(data))
-        return f"insert@{at}", bytes(buffer[:at] + os.urandom(0) + bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 4, 8]))) + buffer[at:])
+        return f"insert@{at}", bytes(buffer[:at] + bytes(rng.randrange(256) for _ in range(rng.choice([1, 2, 4, 8]))) + buffer[at:])
     if kind == "delete":
         at = rng.randrange(132, len(data))
         return f"delete@{at}", bytes(buffer[:at] + buffer[at + rng.choice([1, 2, 4, 8]):])
@@ -141,7 +141,7 @@ def mutate(data: bytes, rng: random.Random) -> tuple[str, bytes]:
         return f"duplicate@{at}", bytes(buffer[:at] + buffer[at : at + size] + buffer[at:])
     if kind == "overwrite_tag" and headers:
         at, explicit = rng.choice(headers)
-        start = at + (8 if explicit else 8)
+        start = at + 8
         for k in range(start, min(len(buffer), start + rng.choice([1, 2, 4]))):
             buffer[k] = rng.randrange(256)
         return f"overwrite_tag@{at}", bytes(buffer)

@@ -38,7 +38,7 @@ def fast_hounsfield(path: Path) -> np.ndarray | None:
 def reference_hounsfield(path: Path) -> tuple[np.ndarray | None, str]:
     try:
         return to_hounsfield(read_dataset(path)), ""
-    except Exception as error:  # every refusal, whatever pydicom raised
+    except Exception as error:  # noqa: BLE001 - every refusal, whatever pydicom raised
         return None, f"{type(error).__name__}: {error}"
 
 

@@ -116,3 +116,31 @@ def test_other_settings_on_an_existing_cache_exit_1(tmp_path: Path, three_series
     outcome = CliRunner().invoke(app, [*args, "--size", "32"])
     assert outcome.exit_code == 1
     assert "meta.json" in outcome.output and "size=16" in outcome.output
+
+
+def test_invert_monochrome1_from_the_command_line(tmp_path: Path) -> None:
+    """Exports that stored MONOCHROME1 values inverted are repaired with --invert-monochrome1;
+    without it the rescale is applied as the standard says (no inversion)."""
+    import numpy as np
+    from dicom_factory import write_ct_slice
+
+    from ichscan.dicom import index_folder, write_manifest
+
+    stored = np.full((32, 32), 3000, dtype=np.uint16)  # inverted 12-bit air: 4095 - 3000 = 1095
+    stored[8:24, 8:24] = 4095 - 1064  # brain, inverted
+    (tmp_path / "d").mkdir()
+    for z in range(2):
+        write_ct_slice(tmp_path / "d" / f"{z}.dcm", stored, bits_stored=12, photometric="MONOCHROME1", position=(0, 0, 5.0 * z),
+                       series_uid="1.2.3", study_uid="1.2")
+    write_manifest(index_folder(tmp_path / "d", workers=1, progress=False), tmp_path / "m.parquet")
+    plain = CliRunner().invoke(app, ["prepare", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "a"),
+                                     "--size", "0", "-q", "--workers", "1"])
+    inverted = CliRunner().invoke(app, ["prepare", str(tmp_path / "m.parquet"), "-o", str(tmp_path / "b"),
+                                        "--size", "0", "-q", "--workers", "1", "--invert-monochrome1"])
+    assert plain.exit_code == 0 and inverted.exit_code == 0, inverted.output
+    assert read_series(tmp_path / "a", "1.2.3")[0, 16, 16] == 4095 - 1064 - 1024
+    assert read_series(tmp_path / "b", "1.2.3")[0, 16, 16] == 40  # brain
+    assert read_series(tmp_path / "b", "1.2.3")[0, 0, 0] == 4095 - 3000 - 1024  # air-ish, -929
+    import json
+
+    assert json.loads((tmp_path / "b" / "meta.json").read_text())["invert_monochrome1"] is True
