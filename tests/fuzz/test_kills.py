@@ -24,7 +24,7 @@ from corpus import _series, scaled
 
 from ichscan.dicom import index_folder, write_manifest
 
-PREPARE_SERIES = 40  # × FUZZ_SCALE (100 in `make fuzz`)
+PREPARE_SERIES = 40  # 100 when FUZZ_SCALE > 1 (`make fuzz`)
 PREPARE_KILLS = 4  # × FUZZ_SCALE
 PREDICT_KILLS = 1  # × FUZZ_SCALE
 
@@ -65,7 +65,7 @@ def survivors(processes: list[psutil.Process]) -> list[psutil.Process]:
 
 def test_prepare_killed_at_random_moments_resumes_to_the_clean_cache(tmp_path: Path, fuzz_scale: float) -> None:
     rng_pixels = np.random.default_rng(3)
-    for k in range(scaled(PREPARE_SERIES)):
+    for k in range(PREPARE_SERIES if fuzz_scale <= 1 else 100):
         _series(tmp_path / "dicom" / f"s{k:03d}", f"s{k:03d}", 4, rng_pixels)
     manifest = tmp_path / "manifest.parquet"
     write_manifest(index_folder(tmp_path / "dicom", workers=1, progress=False), manifest)
