@@ -297,14 +297,17 @@ def _inflate(fp: BinaryIO, limit: int) -> BytesIO:
 
 
 def _open_dataset(
-    fp: BinaryIO, limits: PixelLimits = DEFAULT_LIMITS
+    fp: BinaryIO, limits: PixelLimits = DEFAULT_LIMITS, *, all_meta: bool = False
 ) -> tuple[BinaryIO, bool, bool, str, dict[int, RawDataElement]]:
     """Check the preamble, read the file meta; return (data set stream, implicit, little,
-    transfer syntax, raw file meta elements). A deflated data set is inflated within `limits`."""
+    transfer syntax, raw file meta elements: all with `all_meta`, else the transfer syntax).
+    A deflated data set is inflated within `limits`."""
     preamble = fp.read(132)
     if len(preamble) < 132 or preamble[128:132] != b"DICM":
         raise HeaderError(ErrorKind.NOT_DICOM, "no 'DICM' prefix at byte 128")
-    meta, _ = _read_elements(fp, False, True, lambda tag: tag >> 16 != 2, None)
+    meta, _ = _read_elements(
+        fp, False, True, lambda tag: tag >> 16 != 2, None if all_meta else [_TRANSFER_SYNTAX_TAG]
+    )
     syntax = text_of(meta.get(_TRANSFER_SYNTAX_TAG))
     if not syntax:
         raise HeaderError(ErrorKind.MISSING_TAG, "TransferSyntaxUID (file meta)")
@@ -388,10 +391,14 @@ class Scan:
 
 
 def _scan(
-    fp: BinaryIO, tags: list[int] | None = None, limits: PixelLimits = DEFAULT_LIMITS
+    fp: BinaryIO,
+    tags: list[int] | None = None,
+    limits: PixelLimits = DEFAULT_LIMITS,
+    *,
+    all_meta: bool = False,
 ) -> Scan:
     """The raw elements among `tags` (default `HEADER_TAGS`), the syntax and where Pixel Data is."""
-    stream, implicit, little, syntax, meta = _open_dataset(fp, limits)
+    stream, implicit, little, syntax, meta = _open_dataset(fp, limits, all_meta=all_meta)
     start = stream.tell()
     elements, pixels = _read_elements(
         stream, implicit, little, _is_pixel_data, _HEADER_TAG_LIST if tags is None else tags
@@ -531,8 +538,8 @@ def read_header(
         missing.append("PixelData")
     if missing:
         raise HeaderError(ErrorKind.MISSING_TAG, ", ".join(missing))
-    for keyword in UID_KEYWORDS:  # they name files and folders later: never a path
-        uid = text_of(elements[HEADER_TAGS[keyword]])
+    uids = {keyword: text_of(elements[HEADER_TAGS[keyword]]) for keyword in UID_KEYWORDS}
+    for keyword, uid in uids.items():  # they name files and folders later: never a path
         if not is_safe_component(uid):
             raise HeaderError(ErrorKind.INVALID_TAG, f"{keyword} {uid[:80]!r} is not a UID")
 
@@ -567,14 +574,14 @@ def read_header(
     check_pixel_data(pixels, syntax, rows, columns, bits_allocated, limits=limits)
 
     spacing = numbers_of(elements.get(HEADER_TAGS["PixelSpacing"]))
-    sop_instance_uid = text_of(elements[HEADER_TAGS["SOPInstanceUID"]])
+    sop_instance_uid = uids["SOPInstanceUID"]
     return {
         "path": os.path.abspath(path),
         "image_id": image_id_for(path, sop_instance_uid),
         "sop_instance_uid": sop_instance_uid,
         "patient_id": text_of(elements.get(HEADER_TAGS["PatientID"])),
-        "study_instance_uid": text_of(elements[HEADER_TAGS["StudyInstanceUID"]]),
-        "series_instance_uid": text_of(elements[HEADER_TAGS["SeriesInstanceUID"]]),
+        "study_instance_uid": uids["StudyInstanceUID"],
+        "series_instance_uid": uids["SeriesInstanceUID"],
         "ipp_x": ipp[0],
         "ipp_y": ipp[1],
         "ipp_z": ipp[2],

@@ -48,7 +48,7 @@ def read_dataset(path: str | os.PathLike[str], limits: PixelLimits = DEFAULT_LIM
     try:
         with open_regular(path) as fp, warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            scan = _scan(fp, list(_PIXEL_TAGS.values()), limits)
+            scan = _scan(fp, list(_PIXEL_TAGS.values()), limits, all_meta=True)
             if scan.pixels is None:
                 raise HeaderError(ErrorKind.MISSING_TAG, "PixelData")
             value = {kw: _first(numbers_of(scan.elements.get(tag))) for kw, tag in _PIXEL_TAGS.items()}
