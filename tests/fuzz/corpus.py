@@ -65,6 +65,11 @@ def _base_files(folder: Path) -> list[Path]:
         write_ct_slice(folder / "rsna_fix.dcm", head_slice(rng) + 1000, bits_stored=12, intercept=0.0),
         write_ct_slice(folder / "slope.dcm", head_slice(rng), slope=0.5, intercept=-1000.5),
     ]
+    from ichscan.phantom.config import PhantomConfig
+    from ichscan.phantom.synthesize import synthesize
+
+    synthesize(folder / "phantom", 2, seed=5, config=PhantomConfig(size=64, slices_per_series=4), progress=False)
+    bases += sorted((folder / "phantom").glob("*.dcm"))[:4]  # the project's own writer, as in the demo
     bundled = get_testdata_file("CT_small.dcm", download=False)
     if bundled is not None:
         target = folder / "CT_small.dcm"

@@ -176,9 +176,12 @@ def stored_values(ds: Dataset, layout: PixelFormat | None = None) -> NDArray[np.
 
     try:
         values = ds.pixel_array
-    except Exception as error:  # pydicom raises many types; keep the reason, one line
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as error:  # noqa: BLE001 - pydicom raises many types, and the Rust
+        # decoders' PyO3 panics (e.g. on damaged RLE) derive from BaseException: all mean "bad file"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"cannot decode pixel data ({syntax}): {reason}") from error
+        raise ValueError(f"cannot decode pixel data ({syntax}): {type(error).__name__}: {reason}") from error
     if values.shape != (rows, columns):
         raise ValueError(f"decoded pixel array has shape {values.shape}, expected {(rows, columns)}")
     return keep_stored_bits(values, bits_stored, signed)
