@@ -44,7 +44,7 @@ def measured(src: Path, args: list[str], timeout: float = TIMEOUT) -> dict[str, 
 
 def cell(run: dict[str, object]) -> str:
     if run["returncode"] == "timeout":
-        return f"timeout ({TIMEOUT:.0f} s)"
+        return f"timeout ({run['seconds']:.0f} s)"
     traceback = " traceback" if "Traceback" in str(run["stderr"]) else ""
     return f"{run['peak_rss_mib']:,.0f} MiB, {run['seconds']:.1f} s, exit {run['returncode']}{traceback}"
 

@@ -188,6 +188,7 @@ class HostileFolder:
     root: Path
     good_series: dict[str, list[Path]] = field(default_factory=dict)  # the reference series
     expectations: list[Expectation] = field(default_factory=list)
+    good_uids: list[str] = field(default_factory=list)  # SeriesInstanceUID of the good series
     gap_series: str = ""  # series with holes (duplicates, mixed matrix, ... removed from it)
     fallback_series: str = ""  # series ordered by SliceLocation (no ImagePositionPatient)
 
@@ -249,6 +250,7 @@ def hostile_folder(root: Path, *, sparse_bytes: int = 2 << 30, deflate_bomb_byte
     folder = HostileFolder(root)
     for k in range(3):
         folder.good_series[f"good{k}"] = _series(root / f"good{k}", f"g{k}", 6, rng)
+        folder.good_uids.append(str(pydicom.dcmread(folder.good_series[f"good{k}"][0], stop_before_pixels=True).SeriesInstanceUID))
     refused = folder.expectations
 
     def expect(path: Path, reason: str, outcome: str = "refused") -> None:

@@ -109,3 +109,27 @@ def test_hostile_folder_index_and_prepare(hostile: HostileFolder, reference: Pat
     assert [Path(p).name for p in fallback["path"]] == ["f4.dcm", "f3.dcm", "f2.dcm", "f1.dcm", "f0.dcm"]
     assert (fallback["ordered_by"] == "slice_location").all()
     assert "ordered by SliceLocation" in " ".join(warnings["warning"])
+
+
+@pytest.mark.slow
+def test_hostile_folder_predict(hostile: HostileFolder, tmp_path: Path) -> None:
+    """`predict` straight on the hostile folder (it indexes and prepares in-process) under the
+    6 GiB cap the bombs used to exceed: ends, lists the bad files, writes only inside OUT."""
+    from run_factory import make_run_dir
+
+    model = make_run_dir(tmp_path / "train", "demo", seed=1)
+    sandbox = hostile.root.parent
+    before = tree(sandbox)
+    out = sandbox / "predicted"
+    run = run_measured(["predict", "--model", str(model), str(hostile.root), "-o", str(out),
+                        "--no-progress", "--workers", "2"], timeout=TIME_LIMIT_S, cap=6 << 30)
+    assert run["returncode"] == 0, run["stderr"][-3000:]
+    assert "Traceback" not in run["stdout"] + run["stderr"]
+    assert {p for p in tree(sandbox) - before if not p.startswith("predicted")} == set()
+    errors = pd.read_csv(out / "errors.csv", dtype=str)
+    refused = [e for e in hostile.expectations if e.outcome == "refused"]
+    listed = set(errors["path"])
+    assert all(os.fsencode(e.path).decode("utf-8", "backslashreplace") in listed for e in refused)
+    predicted = pd.read_parquet(out / "slices.parquet")
+    good = {str(pydicom_uid) for pydicom_uid in hostile.good_uids}
+    assert good <= set(predicted["series_instance_uid"])  # the good series are predicted

@@ -118,6 +118,8 @@ def predict_command(
         )
     except (InputError, RunError, FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from error
+    except MemoryError as error:  # hardening: the environment, one line, no traceback
+        raise _fail("out of memory; run stopped (try --workers 1)") from error
 
     console = Console(highlight=False)
     shown = result.errors.head(MAX_ERROR_LINES)

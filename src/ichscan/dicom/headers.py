@@ -254,7 +254,10 @@ def _read_elements(
     pydicom's generator ends quietly at end of file, even inside an element; here a data set
     that does not end exactly where its last element does raises `HeaderError(TRUNCATED)`.
     """
-    last = [0, stream.tell(), 0]  # tag, value offset, length of the last element walked over
+    start = stream.tell()
+    end = stream.seek(0, os.SEEK_END)
+    stream.seek(start)
+    last = [0, start, 0]  # tag, value offset, length of the last element walked over
     stopped: list[tuple[int, str | None, int]] = []
     tell = stream.tell
 
@@ -262,7 +265,13 @@ def _read_elements(
         if stop(tag):
             stopped.append((int(tag), vr, length))
             return True
-        last[:] = (tag, tell(), length)
+        offset = tell()
+        if length != 0xFFFFFFFF and offset + length > end:  # before pydicom reads (allocates) it
+            raise HeaderError(
+                ErrorKind.TRUNCATED,
+                f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares {length} bytes, the file holds {end - offset}",
+            )
+        last[:] = (tag, offset, length)
         return False
 
     elements = {
@@ -279,20 +288,41 @@ def _read_elements(
     return elements, stopped[0] if stopped else None
 
 
-def _inflate(fp: BinaryIO, limit: int) -> BytesIO:
+class _InflatedHead(BytesIO):
+    """The first bytes of an inflated data set, standing for all of it: seeking to the end gives
+    the whole inflated size (so Pixel Data can be checked against it) without holding it."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        super().__init__(head)
+        self.size = size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_END:
+            return super().seek(self.size + offset - len(self.getbuffer()), os.SEEK_END)
+        return super().seek(offset, whence)
+
+
+def _inflate(fp: BinaryIO, limit: int, keep: int | None = None) -> BytesIO:
     """The deflated data set inflated, refused once it would exceed `limit` bytes (a deflate
-    bomb costs at most `limit` bytes of memory, never what it expands to)."""
+    bomb costs at most `limit` bytes of memory, never what it expands to). With `keep`, only
+    the first `keep` bytes are held (the header) and the rest is only counted."""
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
     parts: list[bytes] = []
-    size = 0
+    size = kept = 0
     while not inflater.eof:
         chunk = inflater.unconsumed_tail or fp.read(1 << 20)
         if not chunk:
             break
-        parts.append(inflater.decompress(chunk, min(1 << 24, limit + 1 - size)))
-        size += len(parts[-1])
+        part = inflater.decompress(chunk, min(1 << 20, limit + 1 - size))
+        size += len(part)
         if size > limit:
             raise LimitError(f"the deflated data set inflates to more than {limit} bytes")
+        if keep is None or kept < keep:
+            part = part if keep is None else part[: keep - kept]
+            parts.append(part)
+            kept += len(part)
+    if keep is not None:
+        return _InflatedHead(b"".join(parts), size)
     return BytesIO(b"".join(parts))  # BytesIO shares the joined bytes: no second copy
 
 
@@ -313,7 +343,8 @@ def _open_dataset(
         raise HeaderError(ErrorKind.MISSING_TAG, "TransferSyntaxUID (file meta)")
     stream = fp
     if syntax == DeflatedExplicitVRLittleEndian:
-        stream = _inflate(fp, limits.max_dataset_bytes)
+        # a Dataset needs every byte; the header scan only the header (the rest is counted)
+        stream = _inflate(fp, limits.max_dataset_bytes, None if all_meta else limits.max_header_bytes + 64)
     little = syntax != ExplicitVRBigEndian
     # Like pydicom: trust the bytes over the declared syntax for implicit/explicit VR.
     start = stream.tell()
