@@ -84,6 +84,7 @@ def test_prepare_killed_at_random_moments_resumes_to_the_clean_cache(tmp_path: P
         with_workers += bool(workers)
         assert survivors(workers) == [], "worker processes outlived their killed parent"
     assert kills >= 1 and with_workers >= 1  # kills landed while prepare and its workers ran
+    print(f"prepare: {kills} SIGKILLs landed ({with_workers} with workers running) over {len(list((tmp_path / 'dicom').iterdir()))} series")
     resumed = run([*args, str(cache)])
     assert resumed.returncode == 0, resumed.stderr
     assert files_of(cache) == files_of(tmp_path / "clean")  # byte for byte, no temporary left
@@ -108,8 +109,9 @@ def test_predict_killed_over_an_earlier_output_leaves_old_or_new_never_a_mix(tmp
 
     rng = random.Random(16)
     seen = []
+    landed = 0
     for _ in range(scaled(PREDICT_KILLS)):
-        kill_at_random(new_args, rng, latest=duration)
+        landed += kill_at_random(new_args, rng, latest=duration)[0]
         seen.append(files_of(out))
         assert not list(out.glob(".cache-*"))  # the temporary cache never sits in OUT
     finished = run(new_args)
@@ -117,4 +119,5 @@ def test_predict_killed_over_an_earlier_output_leaves_old_or_new_never_a_mix(tmp
     new = files_of(out)
     assert old != new
     assert all(state in (old, new) for state in seen), "the output folder mixed two runs"
+    print(f"predict: {landed} SIGKILLs landed; states after them: {sum(s == old for s in seen)} old, {sum(s == new for s in seen)} new")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []  # debris removed

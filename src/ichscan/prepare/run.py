@@ -42,8 +42,8 @@ from ichscan.files import atomic_path, die_with_parent, is_safe_component
 from ichscan.prepare.cache import (
     CROP_COLUMNS,
     ERRORS_FILE,
-    SEGMENT_COLUMNS,
     META_FILE,
+    SEGMENT_COLUMNS,
     SERIES_DIR,
     SIZE_COLUMNS,
     SLICES_FILE,
