@@ -38,19 +38,27 @@ def run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess[st
                           timeout=timeout, check=False)
 
 
-def kill_at_random(args: list[str], rng: random.Random, latest: float) -> tuple[bool, list[psutil.Process]]:
-    """Start `ichscan ARGS`, SIGKILL it after a random delay; (was it still running, its
-    descendants at the moment of the kill)."""
+def kill_at_random(
+    args: list[str], rng: random.Random, latest: float, *, after_workers: bool = False
+) -> tuple[bool, list[psutil.Process]]:
+    """Start `ichscan ARGS`, SIGKILL it after a random delay (with `after_workers`, a random
+    delay after its worker processes appeared); (was it still running, its descendants at the
+    moment of the kill)."""
     process = subprocess.Popen(ichscan_command(*args), env=environment(),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + rng.uniform(min(0.3, latest), latest)
+    extra = rng.uniform(0.0, 0.6)
     descendants: list[psutil.Process] = []
-    while time.monotonic() < deadline and process.poll() is None:
+    while process.poll() is None:
         try:
             descendants = psutil.Process(process.pid).children(recursive=True) or descendants
         except psutil.NoSuchProcess:
             break
-        time.sleep(0.02)
+        if after_workers and descendants and deadline > time.monotonic() + extra:
+            deadline = time.monotonic() + extra  # workers are up: kill them mid-work
+        if time.monotonic() >= deadline and (not after_workers or descendants):
+            break
+        time.sleep(0.01)
     running = process.poll() is None
     if running:
         os.kill(process.pid, signal.SIGKILL)
@@ -78,8 +86,9 @@ def test_prepare_killed_at_random_moments_resumes_to_the_clean_cache(tmp_path: P
     rng = random.Random(15)
     cache = tmp_path / "cache"
     kills = with_workers = 0
-    for _ in range(scaled(PREPARE_KILLS)):
-        running, workers = kill_at_random([*args, str(cache)], rng, latest=0.9 * duration)
+    for attempt in range(scaled(PREPARE_KILLS)):  # every other kill waits for the workers
+        running, workers = kill_at_random([*args, str(cache)], rng, latest=0.9 * duration,
+                                          after_workers=attempt % 2 == 1)
         kills += running
         with_workers += bool(workers)
         assert survivors(workers) == [], "worker processes outlived their killed parent"
