@@ -14,10 +14,11 @@ JOBS ?= 2
 
 .PHONY: demo test bench clean
 
-$(BIN)/.installed: pyproject.toml
+# constraints.txt pins torch/torchvision to the build on this machine's disk (nothing pulls another).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 # The demo starts from nothing each time: phantom studies at 128² (rich in hemorrhages so that a
