@@ -41,8 +41,11 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n $(JOBS) -q
 
+# Every benchmark with the arguments of bench/run.py's table (the ones docs/BENCHMARKS.md quotes);
+# `make bench BENCH="prepare loader"` runs some of them.
+BENCH ?=
 bench: $(BIN)/.installed
-	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run.py $(BENCH)
 	$(BIN)/python bench/collect.py docs/bench docs/BENCHMARKS.md
 
 clean:
