@@ -15,10 +15,11 @@ JOBS ?= 2
 
 .PHONY: demo test fuzz bench clean
 
-$(BIN)/.installed: pyproject.toml
+# constraints.txt pins torch/torchvision to the build on this machine's disk (nothing pulls another).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 # The demo starts from nothing each time: phantom studies at 128² (rich in hemorrhages so that a
@@ -47,8 +48,11 @@ FUZZ_SCALE ?= 10
 fuzz: $(BIN)/.installed
 	FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest tests/fuzz -p no:xdist -q -W ignore::UserWarning
 
+# Every benchmark with the arguments of bench/run.py's table (the ones docs/BENCHMARKS.md quotes);
+# `make bench BENCH="prepare loader"` runs some of them.
+BENCH ?=
 bench: $(BIN)/.installed
-	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run.py $(BENCH)
 	$(BIN)/python bench/collect.py docs/bench docs/BENCHMARKS.md
 
 clean:

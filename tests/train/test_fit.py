@@ -177,7 +177,14 @@ def test_subset_of_labels_and_weighted_loss_from_counts(tiny_cache: Path, tmp_pa
     assert np.isfinite(metrics["train_loss"]).all() and np.isfinite(metrics["val_wll"]).all()
 
 
-def test_demo_config_is_valid_and_runs_on_cpu() -> None:
+def test_demo_config_builds_a_network_that_takes_its_own_input() -> None:
+    from ichscan.train.module import build_model
+
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
     assert config.trainer.accelerator in ("cpu", "auto")
-    assert config.data.in_chans >= 1
+    # every (offset, window) pair is one channel: 3 windows on slices s-1, s, s+1 give 9
+    assert config.data.in_chans == len(config.data.windows) * len(config.data.offsets)
+    model = build_model(config)
+    side = config.data.size or 64
+    logits = model.eval()(torch.zeros(2, config.data.in_chans, side, side))
+    assert logits.shape == (2, len(LABELS)) and torch.isfinite(logits).all()

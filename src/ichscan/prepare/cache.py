@@ -2,7 +2,7 @@
 
 Layout (docs/ARCHITECTURE.md)::
 
-    CACHE/meta.json                      {"size": 256, "crop": true, "version": 1}
+    CACHE/meta.json                      {"size": 256, "crop": true, "version": 2}
     CACHE/slices.parquet                 manifest rows of cached slices + crop box + cached size
     CACHE/errors.csv                     path, reason of every slice not cached
     CACHE/series/<series_uid>.npy        int16 HU (z, H, W), z = slice_index
