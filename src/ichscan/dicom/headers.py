@@ -24,7 +24,8 @@ import re
 import struct
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
@@ -451,17 +452,15 @@ def _scan(
     return Scan(elements, syntax, info, stream, start, implicit, little, meta)
 
 
-def _scan_file(
-    path: str, tags: list[int] | None = None, limits: PixelLimits = DEFAULT_LIMITS
-) -> Scan:
-    """`_scan` of the file at `path` (its stream read into memory only when inflated), every
-    failure turned into a `HeaderError`."""
+@contextmanager
+def as_header_errors(part: str) -> Iterator[None]:
+    """Turn every failure of reading a file into one `HeaderError` (kind + one-line reason).
+
+    `part` names what was being read in the truncation message ("header", "data set"). Memory
+    errors pass through: they are the environment's, not the file's.
+    """
     try:
-        with open_regular(path) as fp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on odd values we decode ourselves
-            scan = _scan(fp, tags, limits)
-            scan.stream = BytesIO() if scan.stream is fp else scan.stream  # fp closes here
-            return scan
+        yield
     except HeaderError:
         raise
     except LimitError as error:
@@ -471,11 +470,23 @@ def _scan_file(
     except OSError as error:
         raise HeaderError(ErrorKind.UNREADABLE, error.strerror or str(error)) from error
     except (EOFError, struct.error) as error:
-        raise HeaderError(ErrorKind.TRUNCATED, f"header ends early ({error})") from error
+        raise HeaderError(ErrorKind.TRUNCATED, f"{part} ends early ({error})") from error
     except MemoryError:
         raise
     except Exception as error:  # pydicom raises many kinds on garbage; all mean "unreadable"
         raise HeaderError(ErrorKind.UNREADABLE, f"{type(error).__name__}: {error}") from error
+
+
+def _scan_file(
+    path: str, tags: list[int] | None = None, limits: PixelLimits = DEFAULT_LIMITS
+) -> Scan:
+    """`_scan` of the file at `path` (its stream read into memory only when inflated), every
+    failure turned into a `HeaderError`."""
+    with as_header_errors("header"), open_regular(path) as fp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on odd values we decode ourselves
+        scan = _scan(fp, tags, limits)
+        scan.stream = BytesIO() if scan.stream is fp else scan.stream  # fp closes here
+        return scan
 
 
 def _has_value(raw: RawDataElement | None) -> bool:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
 import warnings
 from io import BytesIO
 
@@ -26,11 +25,12 @@ from ichscan.dicom.headers import (
     HeaderError,
     _first,
     _scan,
+    as_header_errors,
     check_pixel_data,
     numbers_of,
 )
 from ichscan.dicom.limits import DEFAULT_LIMITS, LimitError, PixelLimits
-from ichscan.files import NotRegularFile, open_regular
+from ichscan.files import open_regular
 
 _PIXEL_TAGS: dict[str, int] = {
     keyword: int(Tag(keyword))
@@ -45,50 +45,35 @@ def read_dataset(path: str | os.PathLike[str], limits: PixelLimits = DEFAULT_LIM
     unreadable) before reading any pixel byte when the declared image is out of `limits` or
     larger than the file; `MemoryError` is not caught (the caller aborts the run).
     """
-    try:
-        with open_regular(path) as fp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            scan = _scan(fp, list(_PIXEL_TAGS.values()), limits, all_meta=True)
-            if scan.pixels is None:
-                raise HeaderError(ErrorKind.MISSING_TAG, "PixelData")
-            value = {kw: _first(numbers_of(scan.elements.get(tag))) for kw, tag in _PIXEL_TAGS.items()}
-            for keyword in ("Rows", "Columns", "BitsAllocated"):
-                if math.isnan(value[keyword]):
-                    raise HeaderError(ErrorKind.MISSING_TAG, keyword)
-            frames = value["NumberOfFrames"]
-            samples = value["SamplesPerPixel"]
-            check_pixel_data(
-                scan.pixels,
-                scan.syntax,
-                int(value["Rows"]),
-                int(value["Columns"]),
-                int(value["BitsAllocated"]),
-                frames=1 if math.isnan(frames) else int(frames),
-                samples=1 if math.isnan(samples) else int(samples),
-                limits=limits,
-            )
-            size = scan.pixels.end - scan.start
-            if size > limits.max_dataset_bytes:
-                raise LimitError(f"data set of {size} bytes (limit {limits.max_dataset_bytes})")
-            scan.stream.seek(scan.start)
-            data = scan.stream.read(size)
-            if len(data) != size:
-                raise HeaderError(ErrorKind.TRUNCATED, f"the file ends {size - len(data)} bytes early")
-            dataset = pydicom_read_dataset(BytesIO(data), scan.implicit, scan.little)
-            dataset.file_meta = FileMetaDataset(Dataset(scan.meta))
-            dataset.set_original_encoding(scan.implicit, scan.little)
-            return dataset
-    except HeaderError:
-        raise
-    except LimitError as error:
-        raise HeaderError(ErrorKind.LIMIT, str(error)) from error
-    except NotRegularFile as error:
-        raise HeaderError(ErrorKind.NOT_REGULAR, str(error)) from error
-    except OSError as error:
-        raise HeaderError(ErrorKind.UNREADABLE, error.strerror or str(error)) from error
-    except (EOFError, struct.error) as error:
-        raise HeaderError(ErrorKind.TRUNCATED, f"data set ends early ({error})") from error
-    except MemoryError:
-        raise
-    except Exception as error:  # pydicom raises many kinds on garbage; all mean "unreadable"
-        raise HeaderError(ErrorKind.UNREADABLE, f"{type(error).__name__}: {error}") from error
+    with as_header_errors("data set"), open_regular(path) as fp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scan = _scan(fp, list(_PIXEL_TAGS.values()), limits, all_meta=True)
+        if scan.pixels is None:
+            raise HeaderError(ErrorKind.MISSING_TAG, "PixelData")
+        value = {kw: _first(numbers_of(scan.elements.get(tag))) for kw, tag in _PIXEL_TAGS.items()}
+        for keyword in ("Rows", "Columns", "BitsAllocated"):
+            if math.isnan(value[keyword]):
+                raise HeaderError(ErrorKind.MISSING_TAG, keyword)
+        frames = value["NumberOfFrames"]
+        samples = value["SamplesPerPixel"]
+        check_pixel_data(
+            scan.pixels,
+            scan.syntax,
+            int(value["Rows"]),
+            int(value["Columns"]),
+            int(value["BitsAllocated"]),
+            frames=1 if math.isnan(frames) else int(frames),
+            samples=1 if math.isnan(samples) else int(samples),
+            limits=limits,
+        )
+        size = scan.pixels.end - scan.start
+        if size > limits.max_dataset_bytes:
+            raise LimitError(f"data set of {size} bytes (limit {limits.max_dataset_bytes})")
+        scan.stream.seek(scan.start)
+        data = scan.stream.read(size)
+        if len(data) != size:
+            raise HeaderError(ErrorKind.TRUNCATED, f"the file ends {size - len(data)} bytes early")
+        dataset = pydicom_read_dataset(BytesIO(data), scan.implicit, scan.little)
+        dataset.file_meta = FileMetaDataset(Dataset(scan.meta))
+        dataset.set_original_encoding(scan.implicit, scan.little)
+        return dataset
