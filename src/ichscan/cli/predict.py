@@ -41,7 +41,11 @@ def predict_command(
         typer.Argument(metavar="INPUT", help="DICOM folder (any layout), manifest .parquet or cache folder."),
     ],
     model: Annotated[
-        list[Path], typer.Option("--model", "-m", help="Training run directory; repeat for an ensemble.")
+        list[str],
+        typer.Option(
+            "--model", "-m",
+            help="Run folder (all its folds: an ensemble), one fold folder, or `reference`; repeat for an ensemble.",
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the predictions.")],
     tta: Annotated[bool, typer.Option("--tta", help="Average with the horizontally flipped image.")] = False,
@@ -62,6 +66,9 @@ def predict_command(
         int | None, typer.Option("--workers", min=1, help="Processes for indexing/decoding (default: all CPUs).")
     ] = None,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last or a .ckpt path.")] = "best",
+    fold: Annotated[
+        int | None, typer.Option("--fold", min=0, help="Use only fold K of each run folder (default: all folds).")
+    ] = None,
     precision: Annotated[
         str, typer.Option("--precision", help="auto (bf16 where the CPU has it), fp32 or bf16.")
     ] = "auto",
@@ -91,9 +98,6 @@ def predict_command(
         resolve_explain_method(explain_method)
     except ValueError as error:
         raise _fail(f"--explain-method: {error}") from error
-    for run_dir in model:
-        if not run_dir.is_dir():
-            raise _fail(f"{run_dir}: no such run directory")
     if not input_path.exists():
         raise _fail(f"{input_path}: no such file or folder")
     chosen: Literal["auto", "fp32", "bf16"] = precision  # type: ignore[assignment]
@@ -112,6 +116,7 @@ def predict_command(
             checkpoint=checkpoint,
             precision=chosen,
             cache_dir=cache,
+            fold=fold,
             explain=explain,
             explain_top=explain_top,
             explain_method=explain_method,

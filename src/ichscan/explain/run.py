@@ -94,8 +94,9 @@ def explain_slices(
     peak columns of other methods are left empty). `probabilities` ``(len(slices), 6)``, when given
     (e.g. an ensemble's), choose the explained classes instead of the model's own sigmoid.
     """
+    from ichscan.data.contract import to_input_grid
+    from ichscan.data.windows import apply_windows
     from ichscan.predict.batches import iter_hu_batches
-    from ichscan.train.sequence import model_inputs
 
     out_dir = Path(out_dir)
     offsets = tuple(loaded.channel_spec.offsets)
@@ -105,8 +106,7 @@ def explain_slices(
     batches = iter_hu_batches(Path(cache_dir), slices.reset_index(drop=True), offsets, batch_size)
     total = -(-len(slices) // batch_size)
     for rows, hu in track(batches, description="explain", total=total, disable=not progress, transient=True):
-        hu_tensor = torch.from_numpy(hu)
-        x = model_inputs(hu_tensor, loaded.channel_spec, loaded.size).float()
+        x = loaded.contract.network_input(hu).float()
         if probabilities is None:
             with torch.no_grad():
                 probs = torch.sigmoid(model(x).float()).numpy()
@@ -116,7 +116,7 @@ def explain_slices(
         present[~present.any(axis=1), 0] = True  # nothing predicted: explain `any`
         classes = np.flatnonzero(present.any(axis=0)).tolist()  # only the maps some slice needs
         maps = explain_inputs(model, x, classes, methods)
-        display = model_inputs(hu_tensor[:, centre : centre + 1], DISPLAY, loaded.size)[:, 0].numpy()
+        display = apply_windows(to_input_grid(hu[:, centre : centre + 1], loaded.size), DISPLAY)[:, 0]
         for b, row in enumerate(rows):
             meta = slices.iloc[int(row)]
             for column, k in enumerate(classes):
@@ -153,18 +153,24 @@ def explain_run(
     threshold: float = 0.5,
     checkpoint: str = "best",
     progress: bool = True,
+    fold: int | None = None,
 ) -> pd.DataFrame:
     """`ichscan explain RUN INPUT`: explain ``image_ids`` of INPUT, or each study's ``top_k`` slices
-    by probability of ``any``. INPUT is a DICOM folder, a manifest or a cache (as for predict)."""
+    by probability of ``any``. INPUT is a DICOM folder, a manifest or a cache (as for predict).
+
+    RUN is resolved by `ichscan.train.resolve.resolve_run` and must name one network: one fold
+    (``--fold K`` for a run with several); for a stage-2 run, its stage-1 network.
+    """
     from ichscan.predict import prepare_input
+    from ichscan.train.resolve import resolve_run
     from ichscan.train.run import load_model, predict_slices
 
-    loaded = load_model(Path(run_dir), checkpoint)
+    loaded = load_model(stage1_network(resolve_run(run_dir, fold).single("explain")), checkpoint)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
-        prepared = prepare_input(Path(input_path), work, size=loaded.size or 256, progress=progress)
+        prepared = prepare_input(Path(input_path), work, contract=loaded.contract, progress=progress)
         slices = prepared.slices.reset_index(drop=True)
         if image_ids:
             missing = sorted(set(image_ids) - set(slices["image_id"]))
@@ -177,3 +183,20 @@ def explain_run(
             chosen = ranked.groupby("study_instance_uid", sort=False).head(top_k).drop(columns="_any")
         return explain_slices(loaded, prepared.cache_dir, chosen.reset_index(drop=True), out_dir,
                               threshold=threshold, progress=progress)
+
+
+def stage1_network(run_dir: Path) -> Path:
+    """The stage-1 run whose network a run's explanations come from: the run itself (stage 1), or
+    the stage-1 run its features came from (stage 2, ``stage1.json``); RunError when there is none."""
+    import json
+
+    from ichscan.train.resolve import RunError, run_stage
+
+    if run_stage(run_dir) == 1:
+        return Path(run_dir)
+    path = Path(run_dir) / "stage1.json"
+    try:
+        return Path(json.loads(path.read_text(encoding="utf-8"))["run"])
+    except (OSError, ValueError, KeyError):
+        raise RunError(f"{run_dir}: a stage-2 run without a stage-1 run ({path} missing): nothing to explain "
+                       "with Grad-CAM; explain its stage-1 run") from None

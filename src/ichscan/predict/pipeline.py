@@ -21,13 +21,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ichscan.data.contract import InputContract
 from ichscan.labels import LABELS, N_LABELS
 from ichscan.predict.batches import iter_hu_batches
 from ichscan.predict.ensemble import (
     EnsembleMember,
     Precision,
     combine_probabilities,
-    expand_runs,
     load_members,
     member_probabilities,
     normalize_weights,
@@ -51,9 +51,6 @@ from ichscan.predict.outputs import (
     write_parquet,
 )
 from ichscan.predict.studies import label_thresholds, summarize_studies
-
-DEFAULT_CACHE_SIZE = 256  # when no model knows its input size (the `ichscan prepare` default)
-
 
 @dataclass
 class PredictionResult:
@@ -82,15 +79,13 @@ def predict_probabilities(
     """Ensemble probabilities (len(slices), 6) float32, rows in the order of `slices`.
 
     Each batch of neighbour stacks is read once from the cache and shared by all members; each
-    member windows and resizes it its own way.
+    member turns it into its own input by its contract.
     """
     device = torch.device(device)
     w = normalize_weights(weights, len(members))
     autocast_dtype = resolve_precision(precision, device)
     offsets = union_offsets(members)
-    members = [
-        EnsembleMember(m.name, prepare_model(m.model, device), m.channel_spec, m.size) for m in members
-    ]
+    members = [EnsembleMember(m.name, prepare_model(m.model, device), m.contract) for m in members]
     probabilities = np.full((len(slices), N_LABELS), np.nan, dtype=np.float32)
     with ExitStack() as stack:
         bar = stack.enter_context(
@@ -106,10 +101,9 @@ def predict_probabilities(
         task = bar.add_task("slices", total=len(slices))
         stack.enter_context(torch.inference_mode())
         for rows, hu in iter_hu_batches(cache_dir, slices, offsets, batch_size):
-            hu_tensor = torch.from_numpy(hu).to(device)
             per_member = torch.stack(
                 [
-                    member_probabilities(m, hu_tensor, offsets, tta=tta, autocast_dtype=autocast_dtype)
+                    member_probabilities(m, hu, offsets, tta=tta, autocast_dtype=autocast_dtype, device=device)
                     for m in members
                 ]
             )
@@ -118,25 +112,44 @@ def predict_probabilities(
     return probabilities
 
 
-def expand_model_list(
-    models: Sequence[Path | EnsembleMember], weights: Sequence[float] | None
-) -> tuple[list[Path | EnsembleMember], list[float]]:
-    """Expand every run-folder entry of `models` into its fold runs (see `expand_runs`).
+def resolve_models(
+    models: Sequence[Path | str | EnsembleMember], weights: Sequence[float] | None, fold: int | None = None
+) -> tuple[list[Path | EnsembleMember], list[float], int]:
+    """Each `--model` resolved by `ichscan.train.resolve.resolve_run` (run folder, fold folder or
+    ``reference``) into its fold runs, which share its weight equally (a k-fold ensemble), or only
+    ``fold<K>`` with `fold`. Returns the entries, their weights and the stage (1 or 2); ValueError
+    when stage-1 and stage-2 runs are mixed."""
+    from ichscan.train.resolve import resolve_run
 
-    Each entry keeps its weight (equal when `weights` is None), shared equally by its folds.
-    """
     entry_weights = normalize_weights(weights, len(models))
     expanded: list[Path | EnsembleMember] = []
     expanded_weights: list[float] = []
+    stages = set()
     for model, weight in zip(models, entry_weights):
         if isinstance(model, EnsembleMember):
             expanded.append(model)
             expanded_weights.append(float(weight))
-        else:
-            runs, run_weights = expand_runs([Path(model)], [float(weight)])
-            expanded += runs
-            expanded_weights += run_weights or []
-    return expanded, expanded_weights
+            stages.add(1)
+            continue
+        resolved = resolve_run(model, fold)
+        stages.add(resolved.stage)
+        expanded += resolved.folds
+        expanded_weights += [float(weight) / len(resolved.folds)] * len(resolved.folds)
+    if len(stages) > 1:
+        raise ValueError("stage-2 runs and stage-1 runs cannot be mixed in one ensemble; "
+                         "give stage-2 runs only (each runs its own stage 1)")
+    return expanded, expanded_weights, stages.pop()
+
+
+def shared_contract(contracts: Sequence[InputContract], names: Sequence[str]) -> InputContract:
+    """The contract whose cache feeds every member; ValueError when members need different caches."""
+    keys = {c.cache_key for c in contracts}
+    if len(keys) > 1:
+        described = ", ".join(f"{n}: size {c.cache_size}, crop {'on' if c.crop.enabled else 'off'}"
+                              for n, c in zip(names, contracts))
+        raise ValueError(f"ensemble members were trained on different caches ({described}); "
+                         "predict them separately")
+    return contracts[0]
 
 
 def predict(
@@ -155,17 +168,19 @@ def predict(
     precision: Precision = "auto",
     device: str = "cpu",
     cache_dir: Path | None = None,
-    crop: bool = True,
+    fold: int | None = None,
     explain: bool = False,
     explain_top: int = 3,
     explain_method: str = "gradcam",
 ) -> PredictionResult:
     """Predict every slice of INPUT with one run or an ensemble of runs and write OUT/.
 
-    `models`: run directories (a folder of `fold*` runs counts as their k-fold ensemble, sharing
-    its weight) or already loaded members. INPUT: a DICOM folder of any layout, a
-    manifest Parquet or an HU cache; a new cache is prepared at the largest model size, in
-    `cache_dir` when given (kept, resumable) or else in a temporary folder inside `out_dir`.
+    `models`: run directories, resolved by `resolve_models` (a run folder is its k-fold ensemble,
+    sharing its weight, or its fold `fold`; ``reference`` the shipped model), or loaded members.
+    INPUT: a DICOM folder of any layout, a manifest Parquet or an HU cache. A new cache is prepared
+    exactly as the models' input contract says (cache size, head crop), in `cache_dir` when given
+    (kept, resumable) or else in a temporary folder inside `out_dir`; a cache given as INPUT must
+    match the contract. Each model then applies its contract's one resize and its windows.
     Unusable files are reported in OUT/errors.csv and skipped. `threshold` (one value or per label)
     decides the subtypes present in the study summary; `top_k` slices are listed per study.
 
@@ -183,30 +198,23 @@ def predict(
     explain_options = {"top_k": explain_top, "method": explain_method} if explain else None
     if not models:
         raise ValueError("at least one model run is needed")
-    from ichscan.train.sequence import is_sequence_run
-
-    sequence_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember) and is_sequence_run(Path(m))]
-    if sequence_runs:
-        if len(sequence_runs) != len(models):
-            raise ValueError("stage-2 runs and stage-1 runs cannot be mixed in one ensemble; "
-                             "give stage-2 runs only (each runs its own stage 1)")
+    models, weights, stage = resolve_models(models, weights, fold)
+    if stage == 2:
         return _predict_sequence_runs(
-            sequence_runs, Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
+            [Path(m) for m in models], Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
             workers=workers, progress=progress, thresholds=thresholds, top_k=top_k,
-            cache_dir=cache_dir, crop=crop, explain_options=explain_options,
+            cache_dir=cache_dir, explain_options=explain_options,
         )
-    if any(not isinstance(m, EnsembleMember) for m in models):
-        models, weights = expand_model_list(models, weights)
     path_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember)]
     loaded = iter(load_members(path_runs, checkpoint=checkpoint)) if path_runs else iter(())
     members = [m if isinstance(m, EnsembleMember) else next(loaded) for m in models]
     normalize_weights(weights, len(members))
-    size = max(m.size for m in members) or DEFAULT_CACHE_SIZE
+    contract = shared_contract([m.contract for m in members], [m.name for m in members])
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
 
     with ExitStack() as stack:
-        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, contract, workers=workers,
                                progress=progress)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
@@ -335,29 +343,24 @@ def _predict_sequence_runs(
     thresholds: dict[str, float],
     top_k: int,
     cache_dir: Path | None,
-    crop: bool,
     explain_options: dict[str, Any] | None = None,
 ) -> PredictionResult:
     """Stage-2 runs (`ichscan train-seq`): each runs its own stage 1 then its sequence model over
     every series; several runs are combined by (weighted) mean of probabilities."""
-    from ichscan.train import load_model
-    from ichscan.train.sequence import load_sequence_model, predict_two_stage
+    from ichscan.data.contract import ContractError, read_contract
+    from ichscan.train.sequence import predict_two_stage
 
     overall = start = time.perf_counter()
     w = normalize_weights(weights, len(runs))
-    sizes = []
-    for run in runs:
-        loaded = load_sequence_model(run)
-        if loaded.stage1:
-            sizes.append(load_model(Path(loaded.stage1["run"]), loaded.stage1.get("checkpoint", "best")).size)
-        else:
-            sizes.append(loaded.config.data.size or 0)
-    size = max(sizes) or DEFAULT_CACHE_SIZE
+    try:
+        contract = shared_contract([read_contract(run) for run in runs], [str(run) for run in runs])
+    except ContractError as exc:
+        raise ValueError(str(exc)) from exc
     backbone = _stage1_backbone(runs[0]) if explain_options is not None else None  # refuse before work
     out_dir.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
     with ExitStack() as stack:
-        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, contract, workers=workers,
                                progress=progress)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
@@ -394,10 +397,11 @@ def _prepare_in(
     input: Path,
     out_dir: Path,
     cache_dir: Path | None,
+    contract: InputContract,
     **prepare_kwargs: Any,
 ) -> Any:
-    """`prepare_input` into `cache_dir` (kept, resumable) or a temporary cache inside `out_dir`
-    that `stack` removes when prediction ends."""
+    """`prepare_input` as `contract` says into `cache_dir` (kept, resumable) or a temporary cache
+    inside `out_dir` that `stack` removes when prediction ends."""
     if cache_dir is None:
         cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
-    return prepare_input(input, Path(cache_dir), **prepare_kwargs)
+    return prepare_input(input, Path(cache_dir), contract=contract, **prepare_kwargs)

@@ -90,8 +90,8 @@ class SliceDataModule(pl.LightningDataModule):
                             f"({len(slices)} labelled slices, {data.split.n_folds} folds)")
         self.train_slices = slices.loc[~is_val].reset_index(drop=True)
         self.val_slices = slices.loc[is_val].reset_index(drop=True)
-        self.train_set = SliceDataset(data.cache_dir, self.train_slices, offsets=data.offsets)
-        self.val_set = SliceDataset(data.cache_dir, self.val_slices, offsets=data.offsets)
+        self.train_set = SliceDataset(data.cache_dir, self.train_slices, offsets=data.offsets, size=data.size)
+        self.val_set = SliceDataset(data.cache_dir, self.val_slices, offsets=data.offsets, size=data.size)
         log.info("fold %d: %d training and %d validation slices (%s split, %d folds)", data.fold,
                  len(self.train_set), len(self.val_set), data.split.method, data.split.n_folds)
 

@@ -124,7 +124,7 @@ class SimCLRModule(pl.LightningModule):
         """Two independently augmented windowed views ``(B, C, H, W)`` of int16 HU ``(B, S, H, W)``."""
         from ichscan.train.sequence import model_inputs
 
-        x = model_inputs(hu, self.spec, self.config.data.size or 0)
+        x = model_inputs(hu, self.spec)
         return self.augment(x), self.augment(x)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -174,7 +174,8 @@ def pretrain(config: PretrainConfig) -> Path:
     with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         pl.seed_everything(trainer_cfg.seed, workers=True, verbose=False)
-        dataset = SliceDataset(cache, slices.reset_index(drop=True), offsets=config.data.offsets)
+        dataset = SliceDataset(cache, slices.reset_index(drop=True), offsets=config.data.offsets,
+                               size=config.data.size)
         loader = create_loader(dataset, batch_size=trainer_cfg.batch_size, shuffle=True,
                                workers=trainer_cfg.num_workers, drop_last=len(dataset) > trainer_cfg.batch_size,
                                seed=trainer_cfg.seed)

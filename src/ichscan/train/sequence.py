@@ -46,6 +46,7 @@ from ichscan.config import (
     TrainerConfig,
 )
 from ichscan.data.augment import AugmentConfig, create_augmentation
+from ichscan.data.contract import InputContract, read_contract, write_contract
 from ichscan.data.windows import ChannelSpec, apply_windows
 from ichscan.dicom.index import ID_COLUMNS
 from ichscan.files import atomic_path
@@ -120,11 +121,9 @@ class SeriesFeatures:
         return self.slices[list(LABELS)].to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-def model_inputs(hu: Tensor, spec: ChannelSpec, size: int) -> Tensor:
-    """int16 HU ``(B, S, H, W)`` → network input: resized in HU to ``size`` (0: unchanged), windowed."""
-    from ichscan.train.module import resize_hu
-
-    return apply_windows(resize_hu(hu, size or None), spec)
+def model_inputs(hu: Tensor, spec: ChannelSpec) -> Tensor:
+    """int16 HU ``(B, S, H, W)`` already on the network grid (the dataset resized it) → windowed input."""
+    return apply_windows(hu, spec)
 
 
 def embed_inputs(model: nn.Module, x: Tensor, tta: bool = False) -> tuple[Tensor, Tensor]:
@@ -163,7 +162,7 @@ def compute_features(
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.inference_mode():
         task = bar.add_task("slices", total=len(slices))
         for rows, hu in iter_hu_batches(Path(cache_dir), slices, offsets, batch_size):
-            x = model_inputs(torch.from_numpy(hu).to(device), loaded.channel_spec, loaded.size)
+            x = loaded.contract.network_input(hu, device)
             x = x.contiguous(memory_format=torch.channels_last)
             embedding, logit = embed_inputs(model, x, tta)
             embeddings[rows] = embedding.cpu().numpy()
@@ -191,16 +190,25 @@ def extract_features(
     batch_size: int = 32,
     checkpoint: str = "best",
     progress: bool = True,
+    fold: int | None = None,
 ) -> SeriesFeatures:
     """`ichscan embed`: embed every slice of a cache (or the given rows) with a run; write FEATURES/.
 
-    ``cache_dir`` None means the run's own ``data.cache_dir``.
+    ``run_dir`` is resolved by `ichscan.train.resolve.resolve_run` (one stage-1 network: ``fold``
+    for a run folder with several). ``cache_dir`` None means the run's own ``data.cache_dir``; the
+    cache must have been prepared as the run's input contract says.
     """
     from ichscan.prepare import read_slices
+    from ichscan.train.resolve import RunError, resolve_run
     from ichscan.train.run import load_model
 
+    resolved = resolve_run(run_dir, fold)
+    if resolved.stage != 1:
+        raise RunError(f"{run_dir}: a stage-2 run; `ichscan embed` takes the stage-1 run")
+    run_dir = resolved.single("embed")
     loaded = load_model(run_dir, checkpoint)
     cache_dir = Path(loaded.config.data.cache_dir if cache_dir is None else cache_dir)
+    loaded.contract.check_cache(cache_dir)
     table = _feature_slices(read_slices(cache_dir) if slices is None else slices)
     embeddings, logits = compute_features(
         loaded, Path(cache_dir), table, tta=tta, batch_size=batch_size, progress=progress
@@ -214,6 +222,7 @@ def extract_features(
         "backbone": loaded.config.model.backbone,
         "split": loaded.config.data.split.model_dump(mode="json"),
         "fold": loaded.config.data.fold,
+        "input": loaded.contract.to_json(),
     }
     features = SeriesFeatures(table, embeddings, logits, meta)
     write_features(features, out_dir)
@@ -421,6 +430,7 @@ class SequenceModule(pl.LightningModule):
         self.loss_params = dict(loss_params or {})
         self.model = config.sequence.build(in_features) if model is None else model
         self.criterion = create_loss(config.loss.name, **{**config.loss.params, **self.loss_params})
+        self.contract: InputContract | None = None  # set by fit_sequence; stored in checkpoints
         self._val_outputs: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def masked_loss(self, logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -472,6 +482,8 @@ class SequenceModule(pl.LightningModule):
         checkpoint[SEQUENCE_CHECKPOINT_KEY] = {"config": self.config.model_dump(mode="json"),
                                                "in_features": self.in_features,
                                                "loss_params": self.loss_params}
+        if self.contract is not None:
+            checkpoint["ichscan"] = {"input": self.contract.to_json()}
 
 
 def neighbour_positions(lengths: Tensor, steps: int, offsets: Sequence[int]) -> Tensor:
@@ -511,7 +523,7 @@ class CNNLSTMModule(SequenceModule):
         positions = neighbour_positions(lengths, mask.shape[1], self.spec.offsets)
         batch_index = torch.arange(hu.shape[0], device=hu.device)[:, None, None]
         stacks = hu[batch_index, positions][mask]  # (N valid, S, H, W)
-        x = model_inputs(stacks, self.spec, self.config.data.size or 0)
+        x = model_inputs(stacks, self.spec)
         if train:
             x = self.augment(x)
         out = self.model.forward_valid(x, mask)
@@ -591,7 +603,8 @@ def _fold_data(config: SequenceConfig, fold: int) -> _FoldData:
         val_collate: Any = collate_feature_series
         train_labels = features.labels[train_rows]
         in_features = int(features.embeddings.shape[1])
-        stage1: dict[str, Any] = {k: features.meta[k] for k in ("run", "checkpoint", "tta") if k in features.meta}
+        stage1: dict[str, Any] = {k: features.meta[k] for k in ("run", "checkpoint", "tta", "input")
+                                  if k in features.meta}
     else:
         from ichscan.data.dataset import SeriesDataset
         from ichscan.prepare import read_slices
@@ -603,9 +616,9 @@ def _fold_data(config: SequenceConfig, fold: int) -> _FoldData:
         slices["fold"] = _series_folds(config, slices)
         val_rows = np.flatnonzero(slices["fold"] == fold)
         train_slices = slices.iloc[np.flatnonzero(slices["fold"] != fold)].reset_index(drop=True)
-        train_set = SeriesDataset(cache, train_slices)
+        train_set = SeriesDataset(cache, train_slices, size=config.data.size)
         train_labels = train_slices[list(LABELS)].to_numpy(dtype=np.float32, na_value=np.nan)
-        val_set = SeriesDataset(cache, slices)  # index = row of `slices`
+        val_set = SeriesDataset(cache, slices, size=config.data.size)  # index = row of `slices`
         val_set = torch.utils.data.Subset(val_set, _series_positions(slices, val_rows))
         collate = _ChunkCollate(config.chunk, trainer.seed)
         val_collate = _ChunkCollate(None, trainer.seed)
@@ -666,9 +679,11 @@ def fit_sequence(config: SequenceConfig, fold: int | None = None) -> Path:
             if config.kind == "two_stage"
             else CNNLSTMModule(config, loss_params=loss_params)
         )
+        module.contract = _sequence_contract(config, data.stage1)
         if rank_zero_only.rank == 0:
             with atomic_path(run_dir / CONFIG_FILE) as tmp:
                 tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+            write_contract(run_dir, module.contract)
             if data.stage1:
                 with atomic_path(run_dir / STAGE1_FILE) as tmp:
                     tmp.write_text(json.dumps(data.stage1, indent=2), encoding="utf-8")
@@ -678,6 +693,21 @@ def fit_sequence(config: SequenceConfig, fold: int | None = None) -> Path:
         if trainer.is_global_zero:
             _write_oof(run_dir, data.val_loader, data.val_slices, fold)
     return run_dir
+
+
+def _sequence_contract(config: SequenceConfig, stage1: dict[str, Any]) -> InputContract:
+    """The input contract of a stage-2 run: its stage-1 run's (two_stage: carried by the features,
+    else read from that run), or its own CNN's from the config and the cache (cnn_lstm)."""
+    from ichscan.config import ExperimentConfig
+    from ichscan.train.run import run_contract
+
+    if config.kind == "two_stage":
+        if "input" in stage1:
+            return InputContract.from_json(stage1["input"], f"{config.features}/{META_FILE}")
+        return read_contract(Path(stage1["run"]))
+    view = ExperimentConfig.model_validate({"name": config.name, "data": config.data.model_dump(mode="json"),
+                                            "model": config.model.model_dump(mode="json")})
+    return run_contract(view)
 
 
 def _write_oof(run_dir: Path, val_loader: DataLoader[Any], val_slices: pd.DataFrame, fold: int) -> None:
@@ -847,7 +877,7 @@ def _cnn_lstm_probabilities(loaded: LoadedSequenceModel, cache_dir: Path, slices
     """Whole-series CNN-LSTM probabilities for rows sorted by series and slice_index."""
     from ichscan.data.dataset import SeriesDataset, collate_series
 
-    dataset = SeriesDataset(cache_dir, slices)
+    dataset = SeriesDataset(cache_dir, slices, size=loaded.config.data.size)
     probs = np.zeros((len(slices), N_LABELS), dtype=np.float32)
     with torch.inference_mode():
         for item in dataset:
