@@ -68,7 +68,9 @@ class DataConfig(_Section):
 
     cache_dir: Path = Path("data/cache")
     size: int | None = Field(
-        None, ge=16, description="input side in pixels; resized on the device when it differs from the cache"
+        None, ge=16,
+        description="network input side in pixels (default: the cache's); when it differs from the cache, "
+        "the cache's own OpenCV resize is applied again on the CPU (ichscan.data.contract.to_input_grid)",
     )
     windows: tuple[str, ...] = ("brain", "subdural", "soft")
     offsets: tuple[int, ...] = (0,)

@@ -128,3 +128,62 @@ def test_contract_round_trips_and_rejects_a_foreign_label_order() -> None:
         InputContract.from_json(bad, "x.json")
     with pytest.raises(ValueError, match="needs an explicit input size"):
         InputContract.build(cache_size=0, crop=False, windows=("brain",), offsets=(0,))
+
+
+def test_predict_and_explain_take_reference_run_folders_and_fold(
+    tiny_cache: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ichscan.cli import app
+
+    cache, _ = tiny_cache
+    folds = [make_run_dir(tmp_path / "ref", "ref", fold=k, seed=40 + k) for k in (0, 1)]
+    monkeypatch.setenv("ICHSCAN_REFERENCE_MODEL", str(folds[0].parent))
+    runner = CliRunner()
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["predict", str(cache), "--model", "reference", "--fold", "1", "-o", str(out),
+                                 "--no-progress", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "studies.json").read_text())["models"] == ["ref/fold1"]
+    result = runner.invoke(app, ["predict", str(cache), "--model", "reference", "-o", str(out), "--no-progress"])
+    assert result.exit_code == 0 and json.loads((out / "studies.json").read_text())["models"] == [
+        "ref/fold0", "ref/fold1"]
+    result = runner.invoke(app, ["explain", "reference", str(cache), "-o", str(tmp_path / "e")])
+    assert result.exit_code == 1 and "2 folds (0, 1); explain uses one network: choose one with --fold K" in result.output
+    result = runner.invoke(app, ["explain", "reference", str(cache), "-o", str(tmp_path / "e"), "--fold", "0",
+                                 "--top-k", "1"])
+    assert result.exit_code == 0, result.output
+
+
+def test_explain_overlays_the_original_dicom_where_the_network_looked(dicom_folder: Path, tmp_path: Path) -> None:
+    """A linear 'network' that looks only at grid pixel (5, 9) of a 16² input: its saliency peak,
+    mapped back through the crop box and both resizes, lands on the DICOM pixels that grid pixel
+    covers (hand-computed from the box), not on the network grid's coordinates."""
+    import torch
+
+    from ichscan.config import ExperimentConfig
+    from ichscan.dicom import index_folder
+    from ichscan.explain.run import explain_slices
+    from ichscan.prepare import prepare_cache, read_slices
+    from ichscan.train.run import LoadedModel
+
+    cache = tmp_path / "cache"
+    prepare_cache(index_folder(dicom_folder, workers=1, progress=False).manifest, cache, size=CACHE, crop=True,
+                  workers=1, progress=False)
+    contract = InputContract.build(cache_size=CACHE, crop=True, windows=("soft",), offsets=(0,), input_size=16)
+    weights = torch.zeros(6, 16 * 16)
+    weights[:, 5 * 16 + 9] = 1.0
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16 * 16, 6))
+    with torch.no_grad():
+        model[1].weight.copy_(weights)
+        model[1].bias.zero_()
+    loaded = LoadedModel(model=model, config=ExperimentConfig(), contract=contract, checkpoint=tmp_path / "x")
+    row = read_slices(cache).iloc[[0]].reset_index(drop=True)
+    table = explain_slices(loaded, cache, row, tmp_path / "out", methods=("saliency",), progress=False)
+    assert (table["grid"] == "dicom").all()
+    box = row.iloc[0]
+    side = box["crop_y1"] - box["crop_y0"]  # square box: 16 grid pixels span it
+    centre_y = box["crop_y0"] + (5 + 0.5) * side / 16 - 0.5
+    centre_x = box["crop_x0"] + (9 + 0.5) * side / 16 - 0.5
+    peak_y, peak_x = table.iloc[0]["saliency_peak_y"], table.iloc[0]["saliency_peak_x"]
+    assert abs(peak_y - centre_y) <= side / 32 + 0.5 and abs(peak_x - centre_x) <= side / 32 + 0.5
+    assert 0 <= peak_y < box["rows"] and 0 <= peak_x < box["columns"]

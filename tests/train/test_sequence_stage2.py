@@ -203,7 +203,9 @@ def test_cnn_lstm_end_to_end_fit_and_predict(tiny_cache: Path, tmp_path: Path) -
     with pytest.raises(ValueError, match="cannot be mixed"):
         predict([run_dir, stage1], tiny_cache, tmp_path / "out2", progress=False)
     # Heatmaps need a stage-1 network; an end-to-end CNN-LSTM run records none: a clear refusal.
-    with pytest.raises(ValueError, match="--explain needs the stage-1 run"):
+    from ichscan.train.resolve import RunError
+
+    with pytest.raises(RunError, match="this stage-2 run records no stage-1 run"):
         predict([run_dir], tiny_cache, tmp_path / "out3", progress=False, explain=True)
     assert not (tmp_path / "out3").exists()  # refused before any work
 

@@ -88,13 +88,15 @@ def evaluate_command(
 
 @app.command("compare")
 def compare_command(
-    runs: Annotated[list[Path], typer.Argument(help="Training run directories.")],
+    runs: Annotated[
+        list[str], typer.Argument(help="Run folders (one row per fold), fold folders or `reference`.")
+    ],
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Markdown table to write (a .csv is written beside it)."),
     ] = None,
 ) -> None:
-    """Compare training runs: backbone, parameters, best validation log loss, AUC, F1, epochs, time."""
+    """Compare training runs: backbone, split, parameters, best validation log loss, AUC, F1, epochs, time."""
     from ichscan.evaluate.compare import (
         COMPARE_COLUMNS,
         HEADERS,

@@ -4,6 +4,12 @@ For every explained slice and each class predicted present (probability ≥ thre
 none is) one figure ``OUT/<image_id>_<label>.png`` shows the brain-windowed slice, Grad-CAM,
 Grad-CAM++ and the input-gradient saliency; ``OUT/explanations.csv`` lists them with the peak
 position of every map.
+
+The maps are computed on the network's grid and mapped back onto the original DICOM matrix
+(`ichscan.data.contract.SliceGeometry`: the inverse of the cache's crop and both resizes) whenever
+the slice's DICOM file is at hand, so the overlay shows the original image where the network looked
+and the peaks are DICOM pixel coordinates (``grid`` = ``dicom``). Without the file (a cache given
+alone) figure and peaks stay on the network grid (``grid`` = ``network``).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ __all__ = ["EXPLANATION_COLUMNS", "METHOD_TITLES", "explain_inputs", "explain_ru
 
 METHOD_TITLES: Final[dict[str, str]] = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "saliency": "saliency"}
 EXPLANATION_COLUMNS: Final[tuple[str, ...]] = (
-    "image_id", "series_instance_uid", "slice_index", "label", "probability", "path",
+    "image_id", "series_instance_uid", "slice_index", "label", "probability", "path", "grid",
     *(f"{method}_peak_{axis}" for method in METHOD_TITLES for axis in ("y", "x")),
 )
 DISPLAY = ChannelSpec(windows=("brain",), offsets=(0,))
@@ -119,21 +125,27 @@ def explain_slices(
         display = apply_windows(to_input_grid(hu[:, centre : centre + 1], loaded.size), DISPLAY)[:, 0]
         for b, row in enumerate(rows):
             meta = slices.iloc[int(row)]
+            original = original_slice(meta)
             for column, k in enumerate(classes):
                 if not present[b, k]:
                     continue
                 label = LABELS[k]
                 path = out_dir / f"{meta['image_id']}_{label}.png"
                 panels = {METHOD_TITLES[m]: maps[m][b, column] for m in methods}
-                save_explanation_figure(path, display[b], panels,
+                image = display[b]
+                if original is not None:
+                    image, geometry = original
+                    panels = {name: geometry.to_dicom(heatmap) for name, heatmap in panels.items()}
+                save_explanation_figure(path, image, panels,
                                         title=f"{meta['image_id']}  {label}  p={probs[b, k]:.3f}")
                 record: dict[str, Any] = {
                     "image_id": meta["image_id"], "series_instance_uid": meta["series_instance_uid"],
                     "slice_index": int(meta["slice_index"]), "label": label,
                     "probability": float(probs[b, k]), "path": str(path),
+                    "grid": "network" if original is None else "dicom",
                 }
                 for method in methods:
-                    heatmap = maps[method][b, column]
+                    heatmap = panels[METHOD_TITLES[method]]
                     y, x_peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
                     record[f"{method}_peak_y"], record[f"{method}_peak_x"] = int(y), int(x_peak)
                 records.append(record)
@@ -141,6 +153,28 @@ def explain_slices(
     with atomic_path(out_dir / "explanations.csv") as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def original_slice(meta: pd.Series) -> tuple[np.ndarray, Any] | None:
+    """The brain-windowed original DICOM slice of a cache row and its `SliceGeometry`, or None when
+    the row lacks the crop box or its file cannot be read (the figure then stays on the network grid)."""
+    import pydicom
+
+    from ichscan.data.contract import SliceGeometry
+    from ichscan.data.windows import apply_windows
+    from ichscan.dicom import to_hounsfield
+
+    needed = ("path", "rows", "columns", "crop_y0", "crop_y1", "crop_x0", "crop_x1")
+    if any(key not in meta.index or pd.isna(meta[key]) for key in needed):
+        return None
+    try:
+        hu = to_hounsfield(pydicom.dcmread(str(meta["path"])))
+    except Exception:  # noqa: BLE001  (a moved or unreadable file: fall back to the network grid)
+        return None
+    geometry = SliceGeometry.of_slice(meta)
+    if hu.shape != (geometry.rows, geometry.columns):
+        return None
+    return apply_windows(hu[None, None], DISPLAY)[0, 0], geometry
 
 
 def explain_run(
@@ -162,10 +196,10 @@ def explain_run(
     (``--fold K`` for a run with several); for a stage-2 run, its stage-1 network.
     """
     from ichscan.predict import prepare_input
-    from ichscan.train.resolve import resolve_run
+    from ichscan.train.resolve import resolve_run, stage1_run
     from ichscan.train.run import load_model, predict_slices
 
-    loaded = load_model(stage1_network(resolve_run(run_dir, fold).single("explain")), checkpoint)
+    loaded = load_model(stage1_run(resolve_run(run_dir, fold).single("explain")), checkpoint)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
@@ -184,19 +218,3 @@ def explain_run(
         return explain_slices(loaded, prepared.cache_dir, chosen.reset_index(drop=True), out_dir,
                               threshold=threshold, progress=progress)
 
-
-def stage1_network(run_dir: Path) -> Path:
-    """The stage-1 run whose network a run's explanations come from: the run itself (stage 1), or
-    the stage-1 run its features came from (stage 2, ``stage1.json``); RunError when there is none."""
-    import json
-
-    from ichscan.train.resolve import RunError, run_stage
-
-    if run_stage(run_dir) == 1:
-        return Path(run_dir)
-    path = Path(run_dir) / "stage1.json"
-    try:
-        return Path(json.loads(path.read_text(encoding="utf-8"))["run"])
-    except (OSError, ValueError, KeyError):
-        raise RunError(f"{run_dir}: a stage-2 run without a stage-1 run ({path} missing): nothing to explain "
-                       "with Grad-CAM; explain its stage-1 run") from None

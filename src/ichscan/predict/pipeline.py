@@ -381,15 +381,12 @@ def _predict_sequence_runs(
 
 
 def _stage1_backbone(run: Path) -> Any:
-    """The stage-1 network of a stage-2 run, for its heatmaps; ValueError when the run has none."""
+    """The stage-1 network of a stage-2 run, for its heatmaps; RunError when the run has none."""
     from ichscan.train import load_model
+    from ichscan.train.resolve import stage1_run
     from ichscan.train.sequence import load_sequence_model
 
-    loaded = load_sequence_model(run)
-    if not loaded.stage1:
-        raise ValueError(f"{run}: --explain needs the stage-1 run of this stage-2 run, and it records none "
-                         "(an end-to-end CNN-LSTM, or trained on embeddings from elsewhere); explain its stage-1 run with `ichscan explain`")
-    return load_model(Path(loaded.stage1["run"]), loaded.stage1.get("checkpoint", "best"))
+    return load_model(stage1_run(run), load_sequence_model(run).stage1.get("checkpoint", "best"))
 
 
 def _prepare_in(

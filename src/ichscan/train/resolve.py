@@ -32,6 +32,7 @@ __all__ = [
     "reference_model_dir",
     "resolve_run",
     "run_stage",
+    "stage1_run",
 ]
 
 REFERENCE_NAME: Final[str] = "reference"
@@ -102,10 +103,11 @@ def _finished(run_dir: Path) -> None:
         raise RunError(f"{run_dir}: not a finished run (no {BEST_CHECKPOINT}); has training ended?")
 
 
-def resolve_run(name: str | Path, fold: int | None = None) -> ResolvedRun:
+def resolve_run(name: str | Path, fold: int | None = None, *, finished: bool = True) -> ResolvedRun:
     """Resolve a run folder, a fold folder or ``reference`` (module docstring) to its finished folds.
 
-    `fold`: keep only ``fold<K>`` (for a fold folder it must be that fold).
+    `fold`: keep only ``fold<K>`` (for a fold folder it must be that fold). ``finished=False``
+    (only `ichscan compare`, which also reads runs still training) keeps folds without best.ckpt.
     """
     if str(name) == REFERENCE_NAME:
         path = reference_model_dir()
@@ -132,9 +134,26 @@ def resolve_run(name: str | Path, fold: int | None = None) -> ResolvedRun:
             folds = [found[fold]]
         else:
             folds = [found[k] for k in sorted(found)]  # type: ignore[type-var]
-    for run in folds:
+    for run in folds if finished else ():
         _finished(run)
     stages = {run_stage(run) for run in folds}
     if len(stages) > 1:
         raise RunError(f"{path}: mixes stage-1 and stage-2 folds")
     return ResolvedRun(source=path, folds=tuple(folds), stage=stages.pop())
+
+
+def stage1_run(run_dir: Path) -> Path:
+    """The stage-1 run whose network explains (or embeds for) `run_dir`: the run itself at stage 1,
+    the run named in ``stage1.json`` at stage 2; RunError when a stage-2 run records none (an
+    end-to-end CNN-LSTM, or features made elsewhere)."""
+    import json
+
+    if run_stage(run_dir) == 1:
+        return Path(run_dir)
+    path = Path(run_dir) / "stage1.json"
+    try:
+        return Path(json.loads(path.read_text(encoding="utf-8"))["run"])
+    except (OSError, ValueError, KeyError):
+        raise RunError(f"{run_dir}: this stage-2 run records no stage-1 run (an end-to-end CNN-LSTM, or "
+                       "trained on embeddings from elsewhere); heatmaps need a stage-1 network: explain "
+                       "that run instead") from None
