@@ -10,7 +10,7 @@ import pandas as pd
 import timm
 import torch
 
-from ichscan.data.contract import InputContract, write_contract
+from ichscan.data.contract import InputContract, SplitRecipe, write_contract
 from ichscan.predict import EnsembleMember
 
 CACHE_SIZE = 32
@@ -104,8 +104,10 @@ def make_run_dir(
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.yaml").write_text(dump_config(config))
     if contract:
-        write_contract(run_dir, InputContract.build(cache_size=cache_size, crop=True, windows=windows,
-                                                    offsets=offsets, input_size=size))
+        split = config.data.split
+        write_contract(run_dir, InputContract.build(
+            cache_size=cache_size, crop=True, windows=windows, offsets=offsets, input_size=size,
+            split=SplitRecipe(method=split.method, n_folds=split.n_folds, seed=split.seed, fold=fold)))
     if checkpoint:
         torch.manual_seed(seed)
         model = build_model(config, pretrained=False)

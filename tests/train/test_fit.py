@@ -48,6 +48,14 @@ def test_run_directory_holds_every_artefact(trained: tuple[ExperimentConfig, Pat
         assert (run_dir / name).is_file(), name
     assert read_run_config(run_dir) == config
     assert "epoch 2:" in (run_dir / "train.log").read_text()
+    # the operating point of the fold (and of the run folder, pooled over its one fold) from oof.parquet
+    from ichscan.train.operating_point import OperatingPointError, operating_point_of, read_operating_point
+
+    try:
+        expected = operating_point_of([run_dir])
+    except OperatingPointError:
+        expected = None
+    assert read_operating_point(run_dir) == expected and read_operating_point(run_dir.parent) == expected
     assert not list(run_dir.rglob("*.tmp*"))  # every atomic write was renamed into place
 
 

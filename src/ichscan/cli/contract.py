@@ -37,3 +37,35 @@ def contract(
             console.print_json(json.dumps({"run": str(run_dir), **written.to_json()}))
     except (RunError, ContractError, ValueError) as exc:
         raise fail(exc) from None
+
+
+@app.command("calibrate")
+def calibrate(
+    run: str = typer.Argument(..., help="run folder, fold folder or `reference`"),
+    sensitivity: float = typer.Option(0.95, "--sensitivity", min=0.01, max=1.0,
+                                      help="validation sensitivity the threshold must reach"),
+    fold: int | None = typer.Option(None, "--fold", min=0, help="only fold K of a run folder"),
+) -> None:
+    """(Re)store the triage operating point from the run's out-of-fold predictions: Platt-calibrated
+    study probability and the threshold reaching SENSITIVITY on validation studies."""
+    from ichscan.train.operating_point import (
+        OperatingPointError,
+        operating_point_of,
+        write_operating_point,
+    )
+    from ichscan.train.resolve import RunError, resolve_run
+
+    console = Console(highlight=False)
+    try:
+        resolved = resolve_run(run, fold)
+        targets = [(folder, [folder]) for folder in resolved.folds]
+        if len(resolved.folds) > 1:
+            targets.append((resolved.source, list(resolved.folds)))
+        for folder, folds in targets:
+            point = operating_point_of(folds, sensitivity)
+            path = write_operating_point(folder, point)
+            console.print(f"{path}: study max p(any) ≥ {point.score_threshold:.4f} (P(ICH) ≥ {point.threshold:.3f}); "
+                          f"validation sensitivity {point.sensitivity:.3f}, specificity {point.specificity:.3f} "
+                          f"on {point.n_studies} studies ({point.n_positive} positive)", soft_wrap=True)
+    except (RunError, OperatingPointError) as exc:
+        raise fail(exc) from None

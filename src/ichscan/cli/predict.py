@@ -55,7 +55,8 @@ def predict_command(
     threshold: Annotated[
         float,
         typer.Option(
-            "--threshold", min=0.0, max=1.0, help="A subtype is present when its study max reaches this."
+            "--threshold", min=0.0, max=1.0,
+            help="A subtype is present when its study max reaches this (also ICH when the run has no operating point).",
         ),
     ] = 0.5,
     top_k: Annotated[
@@ -131,19 +132,23 @@ def predict_command(
     if len(result.errors) > len(shown):
         console.print(f"... and {len(result.errors) - len(shown):,} more, see {result.files['errors']}")
     table = Table(title=f"{len(result.studies)} studies, highest p(any ICH) first")
-    for column in ("study", "patient", "slices", "p(any)", "ICH", "subtypes present"):
-        table.add_column(column, justify="right" if column in ("slices", "p(any)") else "left")
+    for column in ("study", "patient", "slices", "max p(any)", "P(ICH)", "ICH", "subtypes present"):
+        table.add_column(column, justify="right" if column in ("slices", "max p(any)", "P(ICH)") else "left")
     for row in result.studies.head(MAX_STUDY_ROWS).itertuples(index=False):
         table.add_row(
             str(row.study_instance_uid),
             str(row.patient_id),
             str(row.n_slices),
             f"{row.any:.3f}",
+            "–" if row.ich_probability != row.ich_probability else f"{row.ich_probability:.3f}",
             "yes" if row.ich_detected else "no",
             str(row.subtypes_present).replace(";", ", ") or "–",
         )
     if len(result.studies):
         console.print(table)
+        from ichscan.predict.pipeline import operating_point_text
+
+        console.print(operating_point_text(result.operating_point, threshold), soft_wrap=True)
     console.print(
         f"{len(result.slices):,} slices predicted, {len(result.errors):,} file(s) skipped "
         f"in {result.timings['total']:.1f} s; wrote {output}/ (slices.parquet, submission.csv, "

@@ -100,11 +100,17 @@ def remove_stale_explanations(out_dir: Path) -> None:
     (out_dir / REPORT_FILE).unlink(missing_ok=True)
 
 
-def write_report(records: Sequence[Mapping[str, Any]], path: Path, *, title: str = "ichscan predictions") -> Path:
+def write_report(
+    records: Sequence[Mapping[str, Any]],
+    path: Path,
+    *,
+    title: str = "ichscan predictions",
+    operating_point: str = "",
+) -> Path:
     """OUT/report.html: per study (highest p(any) first) its summary line and its heatmap images.
 
     `records`: the `studies` list of studies.json, each with its `heatmaps`; image paths are
-    relative to the report's folder.
+    relative to the report's folder. `operating_point`: one line saying how ICH was decided.
     """
     parts = [
         "<!doctype html>",
@@ -114,12 +120,15 @@ def write_report(records: Sequence[Mapping[str, Any]], path: Path, *, title: str
          "img{max-width:100%}figcaption{font-size:small}</style>"),
         f"</head><body><h1>{html.escape(title)}</h1>",
         f"<p>{len(records)} studies, highest p(any ICH) first.</p>",
+        f"<p>{html.escape(operating_point)}</p>" if operating_point else "",
     ]
     for study in records:
         subtypes = ", ".join(study.get("subtypes_present", [])) or "none"
         summary = (
             f"patient {study['patient_id']}, {study['n_slices']} slices in {study['n_series']} series, "
-            f"p(any) = {study['probability_any']:.3f}, ICH {'detected' if study['ich_detected'] else 'not detected'}, "
+            f"max p(any) = {study['probability_any']:.3f}, "
+            + (f"P(ICH) = {study['ich_probability']:.3f}, " if study.get("ich_probability") is not None else "")
+            + f"ICH {'detected' if study['ich_detected'] else 'not detected'}, "
             f"subtypes present: {subtypes}"
         )
         parts.append(f"<section><h2>{html.escape(str(study['study_instance_uid']))}</h2>")

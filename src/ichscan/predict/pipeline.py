@@ -62,6 +62,7 @@ class PredictionResult:
     errors: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    operating_point: Any = None
 
 
 def predict_probabilities(
@@ -110,6 +111,20 @@ def predict_probabilities(
             probabilities[rows] = combine_probabilities(per_member.cpu().numpy(), w)
             bar.advance(task, len(rows))
     return probabilities
+
+
+def run_operating_point(models: Sequence[Path | str | EnsembleMember], fold: int | None = None) -> Any:
+    """The stored operating point that applies to `models`: one `--model` naming one fold → that
+    fold's; a run folder with several folds (their ensemble) → the run folder's, pooled over its
+    folds. None for several `--model` entries or loaded members (their combination was never
+    validated) and for runs without one."""
+    from ichscan.train.operating_point import read_operating_point
+    from ichscan.train.resolve import resolve_run
+
+    if len(models) != 1 or isinstance(models[0], EnsembleMember):
+        return None
+    resolved = resolve_run(models[0], fold)
+    return read_operating_point(resolved.folds[0] if len(resolved.folds) == 1 else resolved.source)
 
 
 def resolve_models(
@@ -169,6 +184,7 @@ def predict(
     device: str = "cpu",
     cache_dir: Path | None = None,
     fold: int | None = None,
+    operating_point: Any = "run",
     explain: bool = False,
     explain_top: int = 3,
     explain_method: str = "gradcam",
@@ -184,6 +200,11 @@ def predict(
     Unusable files are reported in OUT/errors.csv and skipped. `threshold` (one value or per label)
     decides the subtypes present in the study summary; `top_k` slices are listed per study.
 
+    `operating_point`: ``"run"`` (default) uses the one stored in the run (`run_operating_point`):
+    the study score max p(any) is calibrated into ``ich_probability`` and ``ich_detected`` is
+    decided at the threshold chosen on validation data; an `OperatingPoint` is used as given; None
+    (or a run without one) falls back to ``max p(any) ≥ threshold["any"]``, uncalibrated.
+
     `explain`: also draw `explain_method` heatmaps (gradcam, gradcampp, saliency) of each study's
     `explain_top` most suspicious slices into OUT/explain/, list them under `heatmaps` in
     studies.json and gather them in OUT/report.html (see `ichscan.predict.heatmaps`).
@@ -198,12 +219,13 @@ def predict(
     explain_options = {"top_k": explain_top, "method": explain_method} if explain else None
     if not models:
         raise ValueError("at least one model run is needed")
+    point = run_operating_point(models, fold) if isinstance(operating_point, str) else operating_point
     models, weights, stage = resolve_models(models, weights, fold)
     if stage == 2:
         return _predict_sequence_runs(
             [Path(m) for m in models], Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
             workers=workers, progress=progress, thresholds=thresholds, top_k=top_k,
-            cache_dir=cache_dir, explain_options=explain_options,
+            cache_dir=cache_dir, explain_options=explain_options, operating_point=point,
         )
     path_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember)]
     loaded = iter(load_members(path_runs, checkpoint=checkpoint)) if path_runs else iter(())
@@ -241,8 +263,18 @@ def predict(
     return _write_outputs(
         out_dir, slices, probabilities, prepared.errors, [m.name for m in members],
         normalize_weights(weights, len(members)).tolist(), tta, thresholds, top_k, timings, overall,
-        heatmaps,
+        heatmaps, point, [m.contract for m in members],
     )
+
+
+def operating_point_text(point: Any, threshold: float) -> str:
+    """How `ich_detected` was decided, in one line (the report and the CLI say the same)."""
+    if point is None:
+        return (f"ICH: max p(any) ≥ {threshold:g}, uncalibrated (no operating point for these models; "
+                "`ichscan calibrate RUN` stores one)")
+    return (f"ICH: operating point for sensitivity {point.target_sensitivity:g} (P(ICH) ≥ {point.threshold:.3f} ⇔ "
+            f"max p(any) ≥ {point.score_threshold:.4f}); on validation: sensitivity {point.sensitivity:.3f}, "
+            f"specificity {point.specificity:.3f}, {point.n_studies} studies")
 
 
 def _slice_table(slices: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
@@ -291,12 +323,14 @@ def _write_outputs(
     timings: dict[str, float],
     overall: float,
     heatmaps: dict[str, list[dict[str, Any]]] | None = None,
+    operating_point: Any = None,
+    contracts: Sequence[InputContract] = (),
 ) -> PredictionResult:
     """Write slices.parquet, submission.csv, the study summary and errors.csv atomically; with
     `heatmaps` (per study UID, from `--explain`) also list them in studies.json and write report.html."""
     start = time.perf_counter()
     table = _slice_table(slices, probabilities)
-    studies, records = summarize_studies(table, thresholds, top_k)
+    studies, records = summarize_studies(table, thresholds, top_k, operating_point=operating_point)
     if heatmaps is not None:
         for record in records:
             record["heatmaps"] = heatmaps.get(record["study_instance_uid"], [])
@@ -312,6 +346,8 @@ def _write_outputs(
                 "weights": model_weights,
                 "tta": tta,
                 "thresholds": thresholds,
+                "operating_point": None if operating_point is None else operating_point.model_dump(mode="json"),
+                "splits": [c.split.model_dump(mode="json") if c.split is not None else None for c in contracts],
                 "top_k": top_k,
                 "n_slices": len(slice_table),
                 "n_errors": len(errors),
@@ -322,12 +358,13 @@ def _write_outputs(
         "errors": write_csv(errors, out_dir / "errors.csv"),
     }
     if heatmaps is not None:
-        files["report"] = write_report(records, out_dir / REPORT_FILE)
+        files["report"] = write_report(records, out_dir / REPORT_FILE,
+                                       operating_point=operating_point_text(operating_point, thresholds["any"]))
     else:
         remove_stale_explanations(out_dir)
     timings["writing"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - overall
-    return PredictionResult(out_dir, slice_table, studies, errors, files, timings)
+    return PredictionResult(out_dir, slice_table, studies, errors, files, timings, operating_point)
 
 
 def _predict_sequence_runs(
@@ -344,6 +381,7 @@ def _predict_sequence_runs(
     top_k: int,
     cache_dir: Path | None,
     explain_options: dict[str, Any] | None = None,
+    operating_point: Any = None,
 ) -> PredictionResult:
     """Stage-2 runs (`ichscan train-seq`): each runs its own stage 1 then its sequence model over
     every series; several runs are combined by (weighted) mean of probabilities."""
@@ -353,7 +391,8 @@ def _predict_sequence_runs(
     overall = start = time.perf_counter()
     w = normalize_weights(weights, len(runs))
     try:
-        contract = shared_contract([read_contract(run) for run in runs], [str(run) for run in runs])
+        contracts = [read_contract(run) for run in runs]
+        contract = shared_contract(contracts, [str(run) for run in runs])
     except ContractError as exc:
         raise ValueError(str(exc)) from exc
     backbone = _stage1_backbone(runs[0]) if explain_options is not None else None  # refuse before work
@@ -376,7 +415,7 @@ def _predict_sequence_runs(
                             explain_options, progress, timings)
     return _write_outputs(
         out_dir, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
-        thresholds, top_k, timings, overall, heatmaps,
+        thresholds, top_k, timings, overall, heatmaps, operating_point, contracts,
     )
 
 

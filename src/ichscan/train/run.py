@@ -9,6 +9,8 @@ Run directory (``config.run_dir(fold)`` = ``output_dir/name/fold<k>``)::
     input.json               the input contract (`ichscan.data.contract.InputContract`): how DICOM
                              becomes the network's input; also stored in every checkpoint
     oof.parquet              out-of-fold predictions of best.ckpt on the validation fold
+    operating_point.json     the calibrated study-level triage threshold (`ichscan.train.operating_point`);
+                             the run folder (``output_dir/name``) holds one pooled over its folds
     train.log                the run's log
     logs/                    step-level CSV (and TensorBoard, when installed) logs of Lightning
 """
@@ -49,6 +51,7 @@ from ichscan.files import atomic_path
 from ichscan.labels import LABELS
 from ichscan.train.callbacks import AtomicCheckpointIO, EpochMetricsCSV
 from ichscan.train.datamodule import SliceDataModule
+from ichscan.train.operating_point import write_run_operating_points
 from ichscan.train.resolve import RunError
 from ichscan.train.module import (
     MONITOR,
@@ -328,6 +331,7 @@ def fit(config: ExperimentConfig, fold: int | None = None, resume: bool = False)
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
         if trainer.is_global_zero:
             _write_oof(run_dir, config, datamodule, module)
+            write_run_operating_points(run_dir)
             best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
             log.info("run %s finished: best %s %.5f", run_dir, MONITOR, float("nan") if best is None else float(best))
     return run_dir

@@ -692,6 +692,9 @@ def fit_sequence(config: SequenceConfig, fold: int | None = None) -> Path:
         trainer.fit(module, train_dataloaders=data.train_loader, val_dataloaders=data.val_loader)
         if trainer.is_global_zero:
             _write_oof(run_dir, data.val_loader, data.val_slices, fold)
+            from ichscan.train.operating_point import write_run_operating_points
+
+            write_run_operating_points(run_dir)
     return run_dir
 
 
