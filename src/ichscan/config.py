@@ -61,6 +61,9 @@ class SplitConfig(_Section):
     method: Literal["random", "patient", "stratified", "patient_stratified"] = "patient"
     n_folds: int = Field(5, ge=2, description="number of folds; the validation share is 1/n_folds")
     seed: int = 0
+    group: Literal["patient_id", "study_instance_uid"] = Field(
+        "patient_id", description="what the grouped methods keep whole (patient_id: no patient in two folds)"
+    )
 
 
 class DataConfig(_Section):

@@ -228,3 +228,14 @@ def test_demo_config_is_valid_and_runs_on_cpu() -> None:
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
     assert config.trainer.accelerator in ("cpu", "auto")
     assert config.data.in_chans >= 1
+
+
+def test_a_slice_split_is_warned_about(tiny_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from ichscan.train import SliceDataModule
+
+    config = tiny_config(tiny_cache, tmp_path)
+    split = config.data.split.model_copy(update={"method": "random"})
+    config = config.model_copy(update={"data": config.data.model_copy(update={"split": split})})
+    with caplog.at_level("WARNING", logger="ichscan"):
+        SliceDataModule(config).setup()
+    assert "split by slice (random) although 10 patient ids exist" in caplog.text

@@ -121,7 +121,7 @@ def run_contract(config: ExperimentConfig, cache_dir: Path | None = None) -> Inp
         windows=tuple(config.data.windows), offsets=tuple(config.data.offsets),
         normalize=config.data.normalize, input_size=config.data.size, opencv_version=opencv,
         split=SplitRecipe(method=split.method, n_folds=split.n_folds, seed=split.seed, fold=config.data.fold,
-                          group=getattr(split, "group", "patient_id")),
+                          group=split.group),
     )
 
 
@@ -184,7 +184,12 @@ def _check_resumable(run_dir: Path, config: ExperimentConfig) -> None:
     stored_path = run_dir / CONFIG_FILE
     if not stored_path.exists():
         return
-    stored = _flatten(yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {})
+    raw = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
+    try:  # settings added since the run started take their defaults, as they did then
+        raw = config_from_dict(raw, str(stored_path)).model_dump(mode="json")
+    except ConfigError:
+        pass
+    stored = _flatten(raw)
     current = _flatten(config.model_dump(mode="json"))
     changed = sorted(key for key in stored.keys() | current.keys()
                      if stored.get(key) != current.get(key) and key not in RESUMABLE_CHANGES)

@@ -571,7 +571,8 @@ def _series_folds(config: SequenceConfig, slices: pd.DataFrame) -> np.ndarray:
     from ichscan.data.splits import assign_folds
 
     split = config.data.split
-    return assign_folds(slices, method=split.method, n_folds=split.n_folds, seed=split.seed).to_numpy()
+    return assign_folds(slices, method=split.method, n_folds=split.n_folds, seed=split.seed,
+                        group_col=split.group).to_numpy()
 
 
 @dataclass
