@@ -181,7 +181,7 @@ def pointing_section(run_dir: Path, cache: Path, dicom: Path, max_slices: int) -
     """Pointing game per label and method on true-positive held-out slices, vs a random point."""
     from ichscan.explain.pointing import label_masks, pointing_game_by_label
     from ichscan.explain.run import METHOD_TITLES, explain_inputs, mask_to_input
-    from ichscan.predict.batches import iter_hu_batches
+    from ichscan.data.batches import iter_hu_batches
     from ichscan.train import load_model
 
     loaded = load_model(run_dir)

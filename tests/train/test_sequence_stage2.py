@@ -206,7 +206,9 @@ def test_cnn_lstm_end_to_end_fit_and_predict(tiny_cache: Path, tmp_path: Path) -
     from ichscan.train.resolve import RunError
 
     with pytest.raises(RunError, match="this stage-2 run records no stage-1 run"):
-        predict([run_dir], tiny_cache, tmp_path / "out3", progress=False, explain=True)
+        from ichscan.explain.heatmaps import predict_explained
+
+        predict_explained([run_dir], tiny_cache, tmp_path / "out3", progress=False)
     assert not (tmp_path / "out3").exists()  # refused before any work
 
 

@@ -89,8 +89,9 @@ def predict_command(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Predict every slice of INPUT: slices.parquet, submission.csv, studies.csv/json, errors.csv."""
+    from ichscan.explain.heatmaps import StudyHeatmaps
     from ichscan.predict import InputError, predict
-    from ichscan.predict.heatmaps import explain_method as resolve_explain_method
+    from ichscan.explain.run import explain_method as resolve_explain_method
     from ichscan.train import RunError
 
     if precision not in ("auto", "fp32", "bf16"):
@@ -118,9 +119,7 @@ def predict_command(
             precision=chosen,
             cache_dir=cache,
             fold=fold,
-            explain=explain,
-            explain_top=explain_top,
-            explain_method=explain_method,
+            heatmaps=StudyHeatmaps(explain_top, explain_method) if explain else None,
         )
     except (InputError, RunError, FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from error

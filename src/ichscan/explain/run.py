@@ -33,9 +33,19 @@ from ichscan.explain.saliency import input_gradient_saliency
 from ichscan.files import atomic_path
 from ichscan.labels import LABELS
 
-__all__ = ["EXPLANATION_COLUMNS", "METHOD_TITLES", "explain_inputs", "explain_run", "explain_slices", "mask_to_input"]
+__all__ = ["EXPLANATION_COLUMNS", "METHOD_TITLES", "explain_inputs", "explain_method", "explain_run", "explain_slices", "mask_to_input"]
 
 METHOD_TITLES: Final[dict[str, str]] = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "saliency": "saliency"}
+METHOD_ALIASES: Final[dict[str, str]] = {"gradcampp": "gradcam++"}  # spellings a shell takes unquoted
+
+
+def explain_method(name: str) -> str:
+    """`gradcam`, `gradcampp` (or `gradcam++`), `saliency` → the method name of `METHOD_TITLES`;
+    ValueError naming the choices otherwise. The one table of explanation methods."""
+    method = METHOD_ALIASES.get(name, name)
+    if method not in METHOD_TITLES:
+        raise ValueError(f"explain method {name!r}: use gradcam, gradcampp or saliency")
+    return method
 EXPLANATION_COLUMNS: Final[tuple[str, ...]] = (
     "image_id", "series_instance_uid", "slice_index", "label", "probability", "path", "grid",
     *(f"{method}_peak_{axis}" for method in METHOD_TITLES for axis in ("y", "x")),
@@ -102,7 +112,7 @@ def explain_slices(
     """
     from ichscan.data.contract import to_input_grid
     from ichscan.data.windows import apply_windows
-    from ichscan.predict.batches import iter_hu_batches
+    from ichscan.data.batches import iter_hu_batches
 
     out_dir = Path(out_dir)
     offsets = tuple(loaded.channel_spec.offsets)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ from rich.progress import (
 
 from ichscan.data.contract import InputContract
 from ichscan.labels import LABELS, N_LABELS
-from ichscan.predict.batches import iter_hu_batches
+from ichscan.data.batches import iter_hu_batches
 from ichscan.predict.ensemble import (
     EnsembleMember,
     Precision,
@@ -35,13 +35,7 @@ from ichscan.predict.ensemble import (
     resolve_precision,
     union_offsets,
 )
-from ichscan.predict.heatmaps import (
-    REPORT_FILE,
-    explain_studies,
-    remove_stale_explanations,
-    write_report,
-)
-from ichscan.predict.heatmaps import explain_method as explain_method_
+from ichscan.predict.heatmaps import REPORT_FILE, remove_stale_explanations, write_report
 from ichscan.predict.inputs import ERROR_COLUMNS, prepare_input
 from ichscan.predict.outputs import (
     SLICE_COLUMNS,
@@ -51,6 +45,10 @@ from ichscan.predict.outputs import (
     write_parquet,
 )
 from ichscan.predict.studies import label_thresholds, summarize_studies
+
+HeatmapHook = Callable[[Any, Path, pd.DataFrame, Path, dict[str, float], bool], dict[str, list[dict[str, Any]]]]
+"""(network, cache_dir, predicted slices, OUT, thresholds, progress) → heatmap records per study."""
+
 
 @dataclass
 class PredictionResult:
@@ -185,9 +183,7 @@ def predict(
     cache_dir: Path | None = None,
     fold: int | None = None,
     operating_point: Any = "run",
-    explain: bool = False,
-    explain_top: int = 3,
-    explain_method: str = "gradcam",
+    heatmaps: HeatmapHook | None = None,
 ) -> PredictionResult:
     """Predict every slice of INPUT with one run or an ensemble of runs and write OUT/.
 
@@ -205,18 +201,16 @@ def predict(
     decided at the threshold chosen on validation data; an `OperatingPoint` is used as given; None
     (or a run without one) falls back to ``max p(any) ≥ threshold["any"]``, uncalibrated.
 
-    `explain`: also draw `explain_method` heatmaps (gradcam, gradcampp, saliency) of each study's
-    `explain_top` most suspicious slices into OUT/explain/, list them under `heatmaps` in
-    studies.json and gather them in OUT/report.html (see `ichscan.predict.heatmaps`).
+    `heatmaps`: a hook called while the HU cache exists with the network to explain (the single
+    run, the first ensemble member, the stage-1 network of the first stage-2 run), the cache, the
+    predicted slice table, OUT, the thresholds and `progress`; it returns heatmap records per
+    study UID, listed under `heatmaps` in studies.json and gathered in OUT/report.html
+    (`ichscan.explain.heatmaps.StudyHeatmaps` draws them; `predict_explained` passes it).
     """
     overall = start = time.perf_counter()
     out_dir = Path(out_dir)
     thresholds = label_thresholds(threshold)
-    if explain:
-        explain_method_(explain_method)
-        if explain_top < 1:
-            raise ValueError(f"explain_top must be ≥ 1, got {explain_top}")
-    explain_options = {"top_k": explain_top, "method": explain_method} if explain else None
+    explain_options = heatmaps
     if not models:
         raise ValueError("at least one model run is needed")
     point = run_operating_point(models, fold) if isinstance(operating_point, str) else operating_point
@@ -292,18 +286,16 @@ def _explain(
     probabilities: np.ndarray,
     out_dir: Path,
     thresholds: dict[str, float],
-    options: dict[str, Any] | None,
+    hook: HeatmapHook | None,
     progress: bool,
     timings: dict[str, float],
 ) -> dict[str, list[dict[str, Any]]] | None:
     """Heatmaps of each study's most suspicious slices while the HU cache still exists (or None)."""
-    if options is None:
+    if hook is None:
         return None
     start = time.perf_counter()
     heatmaps = (
-        explain_studies(loaded, cache_dir, _slice_table(slices, probabilities), out_dir,
-                        thresholds=thresholds, top_k=options["top_k"], method=options["method"],
-                        progress=progress)
+        hook(loaded, cache_dir, _slice_table(slices, probabilities), out_dir, thresholds, progress)
         if len(slices) else {}
     )
     timings["explain"] = time.perf_counter() - start
@@ -380,7 +372,7 @@ def _predict_sequence_runs(
     thresholds: dict[str, float],
     top_k: int,
     cache_dir: Path | None,
-    explain_options: dict[str, Any] | None = None,
+    explain_options: HeatmapHook | None = None,
     operating_point: Any = None,
 ) -> PredictionResult:
     """Stage-2 runs (`ichscan train-seq`): each runs its own stage 1 then its sequence model over

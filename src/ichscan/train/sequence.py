@@ -148,9 +148,9 @@ def compute_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings ``(N, D)`` and logits ``(N, 6)`` of a `LoadedModel` for the rows of ``slices``.
 
-    Neighbour stacks are read series by series from the cache (`ichscan.predict.batches`).
+    Neighbour stacks are read series by series from the cache (`ichscan.data.batches`).
     """
-    from ichscan.predict.batches import iter_hu_batches
+    from ichscan.data.batches import iter_hu_batches
 
     model = loaded.model.eval()
     device = next(model.parameters()).device
