@@ -28,12 +28,13 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from ichscan.config import (
-    load_yaml_config,
     ConfigError,
+    Section,
+    load_yaml_config,
     DataConfig,
     ModelConfig,
     OptimizerConfig,
@@ -72,14 +73,12 @@ SIMCLR_AUGMENT: dict[str, Any] = {
 }
 
 
-class PretrainConfig(BaseModel):
+class PretrainConfig(Section):
     """One SimCLR pre-training run; the sections are those of `ichscan.config.ExperimentConfig`.
 
     Every slice of ``data.cache_dir`` is used, labelled or not. ``temperature`` is τ of NT-Xent,
     ``projection_hidden``/``projection_dim`` size the projection head (thrown away afterwards).
     """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     name: str = Field("simclr", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig = DataConfig()

@@ -30,14 +30,16 @@ import pandas as pd
 import torch
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ichscan.config import (
-    load_yaml_config,
     ConfigError,
+    Section,
+    config_from_dict,
+    load_yaml_config,
     DataConfig,
     LossConfig,
     ModelConfig,
@@ -321,11 +323,7 @@ def collate_feature_series(items: Sequence[dict[str, Tensor]]) -> dict[str, Tens
 
 
 # ------------------------------------------------------------------------------------- config
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class SequenceModelConfig(_Section):
+class SequenceModelConfig(Section):
     """``ichscan.models.sequence.create_sequence_model``: bidirectional LSTM/GRU or dilated conv."""
 
     name: Literal["lstm", "gru", "conv"] = "lstm"
@@ -346,7 +344,7 @@ class SequenceModelConfig(_Section):
         )
 
 
-class SequenceConfig(_Section):
+class SequenceConfig(Section):
     """One stage-2 experiment (`ichscan train-seq --config`).
 
     ``kind: two_stage`` trains the sequence model on FEATURES of `ichscan embed` (``features``);
@@ -391,18 +389,9 @@ class SequenceConfig(_Section):
         return self.output_dir / self.name / f"fold{self.data.fold if fold is None else fold}"
 
 
-def _format_errors(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()
-    )
-
-
 def sequence_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> SequenceConfig:
     """Validate a dict; ``ConfigError`` naming ``source``, the key and the reason."""
-    try:
-        return SequenceConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_errors(exc)}") from exc
+    return config_from_dict(raw, source, SequenceConfig)
 
 
 def load_sequence_config(path: Path, overrides: Sequence[str] = ()) -> SequenceConfig:
