@@ -47,7 +47,10 @@ def test_run_directory_holds_every_artefact(trained: tuple[ExperimentConfig, Pat
                  "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (run_dir / name).is_file(), name
     assert read_run_config(run_dir) == config
-    assert "epoch 2:" in (run_dir / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
+    assert "epoch 2:" in log
+    assert "precision 32-true (trainer.precision 32)" in log  # what ran, not only what was asked
+    assert "Tip:" not in log and "litmodels" not in log  # no Lightning advert
     # the operating point of the fold (and of the run folder, pooled over its one fold) from oof.parquet
     from ichscan.train.operating_point import OperatingPointError, operating_point_of, read_operating_point
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -170,8 +169,7 @@ def pretrain(config: PretrainConfig) -> Path:
     except FileNotFoundError as exc:
         raise ConfigError(f"{cache}: not a prepared cache ({exc})") from exc
     trainer_cfg = config.trainer
-    with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with _run_log(run_dir / LOG_FILE):
         pl.seed_everything(trainer_cfg.seed, workers=True, verbose=False)
         dataset = SliceDataset(cache, slices.reset_index(drop=True), offsets=config.data.offsets,
                                size=config.data.size)

@@ -197,11 +197,47 @@ def _check_resumable(run_dir: Path, config: ExperimentConfig) -> None:
         raise RunError(f"{stored_path}: cannot resume with a different config; changed: {', '.join(changed)}")
 
 
+# Lightning output that tells a user nothing about their run (adverts, deprecations inside Lightning
+# itself, the per-step logging interval of a short epoch, the worker-count hint): silenced in runs.
+QUIET_WARNINGS: tuple[str, ...] = (
+    r".*does not have many workers.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*smaller than the logging interval.*",
+    r".*exists and is not empty.*",
+)
+QUIET_MESSAGES: tuple[str, ...] = ("💡 Tip:",)
+
+
+class _DropAdverts(logging.Filter):
+    """Drops Lightning's advert lines (`QUIET_MESSAGES`) from the console and train.log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(QUIET_MESSAGES)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Run a Lightning fit without its noise (`QUIET_WARNINGS`, `QUIET_MESSAGES`); what remains is
+    about the run. Used by stage-1, stage-2 and SimCLR training alike."""
+    source = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info logs
+    adverts = _DropAdverts()
+    source.addFilter(adverts)
+    try:
+        with warnings.catch_warnings():
+            for pattern in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        source.removeFilter(adverts)
+
+
 @contextmanager
 def _run_log(path: Path) -> Iterator[None]:
-    """Copy the ``ichscan`` and Lightning loggers into the run's ``train.log`` (rank 0 only)."""
+    """Copy the ``ichscan`` and Lightning loggers into the run's ``train.log`` (rank 0 only), with
+    Lightning's noise silenced (`quiet_lightning`)."""
     if rank_zero_only.rank != 0:
-        yield
+        with quiet_lightning():
+            yield
         return
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -212,7 +248,8 @@ def _run_log(path: Path) -> Iterator[None]:
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
     try:
-        yield
+        with quiet_lightning():
+            yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.removeHandler(handler)
@@ -319,8 +356,7 @@ def fit(config: ExperimentConfig, fold: int | None = None, resume: bool = False)
                        "or choose another name/output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with _run_log(run_dir / LOG_FILE):
         pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
         datamodule = SliceDataModule(config)
         datamodule.setup("fit")
@@ -330,9 +366,9 @@ def fit(config: ExperimentConfig, fold: int | None = None, resume: bool = False)
             with atomic_path(run_dir / CONFIG_FILE) as tmp:
                 tmp.write_text(dump_config(config), encoding="utf-8")
             write_contract(run_dir, contract)
-        log.info("run %s: %s on fold %d, precision %s%s", run_dir, config.model.backbone, fold,
-                 resolve_precision(config), " (resumed)" if resume else "")
         trainer = build_trainer(config, run_dir)
+        log.info("run %s: %s on fold %d, precision %s (trainer.precision %s)%s", run_dir, config.model.backbone,
+                 fold, trainer.precision, config.trainer.precision, " (resumed)" if resume else "")
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
         if trainer.is_global_zero:
             _write_oof(run_dir, config, datamodule, module)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -659,8 +658,7 @@ def fit_sequence(config: SequenceConfig, fold: int | None = None) -> Path:
     if any((run_dir / CHECKPOINT_DIR).glob("*.ckpt")):
         raise RunError(f"{run_dir}: already holds a trained run; choose another name or output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with _run_log(run_dir / LOG_FILE):
         pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
         data = _fold_data(config, fold)
         loss_params = _loss_params(config, data.train_labels)
@@ -677,8 +675,9 @@ def fit_sequence(config: SequenceConfig, fold: int | None = None) -> Path:
             if data.stage1:
                 with atomic_path(run_dir / STAGE1_FILE) as tmp:
                     tmp.write_text(json.dumps(data.stage1, indent=2), encoding="utf-8")
-        log.info("stage-2 run %s: %s (%s) on fold %d", run_dir, config.kind, config.sequence.name, fold)
         trainer = build_trainer(config, run_dir)  # type: ignore[arg-type]  (reads .trainer only)
+        log.info("stage-2 run %s: %s (%s) on fold %d, precision %s", run_dir, config.kind, config.sequence.name,
+                 fold, trainer.precision)
         trainer.fit(module, train_dataloaders=data.train_loader, val_dataloaders=data.val_loader)
         if trainer.is_global_zero:
             _write_oof(run_dir, data.val_loader, data.val_slices, fold)
