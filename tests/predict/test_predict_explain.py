@@ -13,13 +13,15 @@ from typer.testing import CliRunner
 
 from ichscan.cli import app
 from ichscan.labels import LABELS
+from ichscan.explain.heatmaps import predict_explained
 from ichscan.predict import predict
 
 FIGURE_SIZE = (640, 360)  # two panels (slice + one method) of 3.2 × 3.6 in at 100 dpi
 
 
-def run(models: list, source: Path, out: Path, **kwargs: object):
-    return predict(models, source, out, batch_size=3, workers=1, progress=False, precision="fp32", **kwargs)
+def run(models: list, source: Path, out: Path, explain: bool = False, **kwargs: object):
+    function = predict_explained if explain else predict
+    return function(models, source, out, batch_size=3, workers=1, progress=False, precision="fp32", **kwargs)
 
 
 def test_explain_writes_heatmaps_referenced_by_studies_json_and_report(

@@ -1,4 +1,4 @@
-"""Batches of neighbour-slice HU stacks read series by series from the cache.
+"""Batches of neighbour-slice HU stacks read series by series from the cache (every inference loop).
 
 Each series volume is memory-mapped once and all its slices' neighbour stacks are gathered with one
 fancy index: ``stack[i, j] = volume[clip(slice_index_i + offset_j, 0, z − 1)]`` (offsets clamp at
