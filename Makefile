@@ -1,6 +1,7 @@
 # ichscan: two commands on a fresh machine.
 #   make demo   set up .venv, synthesise phantom head CT, index, prepare, train, predict, evaluate
 #   make test   set up .venv and run the tests
+#   make fuzz   the fuzz suite at a larger scale (tens of thousands of mutants, many kills)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,12 +13,13 @@ DEMO_HOLDOUT ?= 30
 DEMO_SIZE ?= 128
 JOBS ?= 2
 
-.PHONY: demo test bench clean
+.PHONY: demo test fuzz bench clean
 
-$(BIN)/.installed: pyproject.toml
+# constraints.txt pins torch/torchvision to the build on this machine's disk (nothing pulls another).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	touch $@
 
 # The demo starts from nothing each time: phantom studies at 128² (rich in hemorrhages so that a
@@ -40,8 +42,17 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -n $(JOBS) -q
 
+# FUZZ_SCALE multiplies tests/fuzz's counts: 1,500 mutants → 15,000, 4 prepare kills over 40
+# series → 40 kills over 100 series, 1 predict kill → 10 (about 15 minutes on 2 cores).
+FUZZ_SCALE ?= 10
+fuzz: $(BIN)/.installed
+	FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest tests/fuzz -p no:xdist -q -W ignore::UserWarning
+
+# Every benchmark with the arguments of bench/run.py's table (the ones docs/BENCHMARKS.md quotes);
+# `make bench BENCH="prepare loader"` runs some of them.
+BENCH ?=
 bench: $(BIN)/.installed
-	for script in bench/bench_*.py; do $(BIN)/python $$script || exit 1; done
+	$(BIN)/python bench/run.py $(BENCH)
 	$(BIN)/python bench/collect.py docs/bench docs/BENCHMARKS.md
 
 clean:

@@ -46,6 +46,7 @@ def demo_member(size_fallback: int = 256) -> tuple[Any, dict[str, Any]]:
     """The demo network with random weights as an ensemble member, and a description of it."""
     import torch
 
+    from ichscan.data.contract import InputContract
     from ichscan.predict import EnsembleMember
     from ichscan.train.module import build_model, channel_spec
 
@@ -62,7 +63,10 @@ def demo_member(size_fallback: int = 256) -> tuple[Any, dict[str, Any]]:
         "offsets": list(spec.offsets),
         "params": sum(p.numel() for p in model.parameters()),
     }
-    return EnsembleMember(config.model.backbone, model, spec, size), info
+    # a run trained at the cache's own size (the demo cache is prepared at the network's size here)
+    contract = InputContract.build(cache_size=size, crop=True, windows=tuple(config.data.windows),
+                                   offsets=tuple(config.data.offsets), normalize=config.data.normalize)
+    return EnsembleMember(config.model.backbone, model, contract), info
 
 
 def peak_memory_mb() -> dict[str, float]:

@@ -181,9 +181,8 @@ def pointing_section(run_dir: Path, cache: Path, dicom: Path, max_slices: int) -
     """Pointing game per label and method on true-positive held-out slices, vs a random point."""
     from ichscan.explain.pointing import label_masks, pointing_game_by_label
     from ichscan.explain.run import METHOD_TITLES, explain_inputs, mask_to_input
-    from ichscan.predict.batches import iter_hu_batches
+    from ichscan.data.batches import iter_hu_batches
     from ichscan.train import load_model
-    from ichscan.train.sequence import model_inputs
 
     loaded = load_model(run_dir)
     slices, y_true = holdout_labels(cache)
@@ -205,7 +204,7 @@ def pointing_section(run_dir: Path, cache: Path, dicom: Path, max_slices: int) -
     maps = {m: np.zeros((len(chosen), len(LABELS), size, size), dtype=np.float32) for m in METHOD_TITLES}
     probs = np.zeros((len(chosen), len(LABELS)), dtype=np.float32)
     for rows, hu in iter_hu_batches(cache, chosen, loaded.channel_spec.offsets, 8):
-        x = model_inputs(torch.from_numpy(hu), loaded.channel_spec, loaded.size).float()
+        x = loaded.contract.network_input(hu).float()
         with torch.no_grad():
             probs[rows] = torch.sigmoid(loaded.model.eval()(x)).numpy()
         for method, values in explain_inputs(loaded.model, x).items():

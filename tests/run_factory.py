@@ -10,7 +10,7 @@ import pandas as pd
 import timm
 import torch
 
-from ichscan.data.windows import ChannelSpec
+from ichscan.data.contract import InputContract, SplitRecipe, write_contract
 from ichscan.predict import EnsembleMember
 
 CACHE_SIZE = 32
@@ -52,11 +52,13 @@ def make_member(
     size: int = CACHE_SIZE,
     name: str | None = None,
 ) -> EnsembleMember:
-    """A timm resnet18 with random weights (seeded), in eval mode, as an ensemble member."""
+    """A timm resnet18 with random weights (seeded), in eval mode, as an ensemble member trained
+    (by its contract) on a `CACHE_SIZE` cache with input side `size`."""
     torch.manual_seed(seed)
-    spec = ChannelSpec(windows=windows, offsets=offsets)
-    model = timm.create_model("resnet18", pretrained=False, num_classes=6, in_chans=spec.n_channels)
-    return EnsembleMember(name or f"model{seed}", model.eval(), spec, size)
+    contract = InputContract.build(cache_size=CACHE_SIZE, crop=True, windows=windows, offsets=offsets,
+                                   input_size=size)
+    model = timm.create_model("resnet18", pretrained=False, num_classes=6, in_chans=contract.in_chans)
+    return EnsembleMember(name or f"model{seed}", model.eval(), contract)
 
 
 def make_run_dir(
@@ -71,12 +73,15 @@ def make_run_dir(
     val_wll: tuple[float, ...] = (0.30, 0.21, 0.25),
     checkpoint: bool = True,
     fold: int = 0,
+    contract: bool = True,
+    cache_size: int = CACHE_SIZE,
 ) -> Path:
     """A finished run directory as `ichscan train` leaves it (docs/ARCHITECTURE.md), random weights.
 
     config.yaml, checkpoints/best.ckpt (Lightning-style: the config under "ichscan" and the
     network's weights under "state_dict" with the "model." prefix), metrics.csv (one row per
-    epoch) and oof.parquet (image_id, fold, six probabilities, six `label_<label>` columns).
+    epoch), oof.parquet (image_id, fold, six probabilities, six `label_<label>` columns) and, with
+    `contract`, input.json (trained on a `cache_size` cache with crop, input side `size`).
     """
     from ichscan.config import ExperimentConfig, dump_config
     from ichscan.labels import LABELS
@@ -98,6 +103,11 @@ def make_run_dir(
     run_dir = config.run_dir(fold)
     (run_dir / "checkpoints").mkdir(parents=True)
     (run_dir / "config.yaml").write_text(dump_config(config))
+    if contract:
+        split = config.data.split
+        write_contract(run_dir, InputContract.build(
+            cache_size=cache_size, crop=True, windows=windows, offsets=offsets, input_size=size,
+            split=SplitRecipe(method=split.method, n_folds=split.n_folds, seed=split.seed, fold=fold)))
     if checkpoint:
         torch.manual_seed(seed)
         model = build_model(config, pretrained=False)

@@ -39,3 +39,50 @@ def test_atomic_folder_replaces_the_whole_folder_or_nothing(tmp_path: Path) -> N
         raise RuntimeError("interrupted")
     assert sorted(p.name for p in target.iterdir()) == ["b.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["explain"]
+
+
+def test_safe_component_refuses_paths_and_dots() -> None:
+    from ichscan.files import is_safe_component, safe_component
+
+    for good in ("1.2.840.113619.2.55", "ID_0a1b", "study-1_2"):
+        assert safe_component(good) == good
+    for bad in ("..", ".", "", "../x", "/etc", "a/b", "x..y", ".hidden", "a\\b", "x" * 200, "naïve"):
+        assert not is_safe_component(bad)
+        with pytest.raises(ValueError, match="not usable as a file name"):
+            safe_component(bad)
+
+
+def test_open_regular_refuses_a_fifo_at_once(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from ichscan.files import NotRegularFile, open_regular
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    start = time.monotonic()
+    with pytest.raises(NotRegularFile, match="FIFO"):
+        open_regular(fifo)
+    assert time.monotonic() - start < 1  # no writer needed: nothing waits
+    (tmp_path / "f").write_bytes(b"abc")
+    with open_regular(tmp_path / "f") as handle:
+        assert handle.read() == b"abc"
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_and_a_half_swapped_folder_restored(
+    tmp_path: Path,
+) -> None:
+    import os
+
+    from ichscan.files import remove_stale_temporaries
+
+    dead = 2**22 + 12345  # above the default pid_max: never a live process
+    (tmp_path / f".a.parquet.{dead}-0123abcd.tmp.parquet").write_text("half")
+    (tmp_path / f".b.csv.{os.getpid()}-0123abcd.tmp.csv").write_text("mine, still writing")
+    old = tmp_path / f".out.{dead}-89abcdef.old"
+    old.mkdir()
+    (old / "studies.json").write_text("complete")
+    removed = remove_stale_temporaries(tmp_path)
+    assert [p.name for p in removed] == [f".a.parquet.{dead}-0123abcd.tmp.parquet"]
+    assert (tmp_path / "out" / "studies.json").read_text() == "complete"  # the old result is back
+    assert (tmp_path / f".b.csv.{os.getpid()}-0123abcd.tmp.csv").exists()

@@ -49,26 +49,32 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file, the key and the reason."""
 
 
-class _Section(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are re-validated."""
+class Section(BaseModel):
+    """Base of every config section (stage 1, stage 2, SimCLR): unknown keys are errors,
+    assignments are re-validated."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class SplitConfig(_Section):
+class SplitConfig(Section):
     """How labelled slices are divided into folds (``ichscan.data.splits.assign_folds``)."""
 
     method: Literal["random", "patient", "stratified", "patient_stratified"] = "patient"
     n_folds: int = Field(5, ge=2, description="number of folds; the validation share is 1/n_folds")
     seed: int = 0
+    group: Literal["patient_id", "study_instance_uid"] = Field(
+        "patient_id", description="what the grouped methods keep whole (patient_id: no patient in two folds)"
+    )
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     """Where the Hounsfield cache is and how slices become network inputs."""
 
     cache_dir: Path = Path("data/cache")
     size: int | None = Field(
-        None, ge=16, description="input side in pixels; resized on the device when it differs from the cache"
+        None, ge=16,
+        description="network input side in pixels (default: the cache's); when it differs from the cache, "
+        "the cache's own OpenCV resize is applied again on the CPU (ichscan.data.contract.to_input_grid)",
     )
     windows: tuple[str, ...] = ("brain", "subdural", "soft")
     offsets: tuple[int, ...] = (0,)
@@ -114,7 +120,7 @@ class DataConfig(_Section):
         return len(self.windows) * len(self.offsets)
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """The timm backbone (``ichscan.models.create_model``)."""
 
     backbone: str = "resnet18"
@@ -148,7 +154,7 @@ class ModelConfig(_Section):
         return spec.min_size if spec is not None else 32
 
 
-class LossConfig(_Section):
+class LossConfig(Section):
     """``ichscan.train.create_loss(name, **params)``."""
 
     name: str = "bce"
@@ -169,7 +175,7 @@ class LossConfig(_Section):
         return self
 
 
-class SamplerConfig(_Section):
+class SamplerConfig(Section):
     """``ichscan.data.samplers.create_sampler(name, labels, **params)``; ``shuffle`` is plain shuffling."""
 
     name: str = "shuffle"
@@ -185,7 +191,7 @@ class SamplerConfig(_Section):
         return name
 
 
-class OptimizerConfig(_Section):
+class OptimizerConfig(Section):
     """``ichscan.train.create_optimizer``; optionally switch to another optimiser after N epochs (seed 001)."""
 
     name: str = "adam"
@@ -213,7 +219,7 @@ class OptimizerConfig(_Section):
         return self
 
 
-class SchedulerConfig(_Section):
+class SchedulerConfig(Section):
     """``ichscan.train.create_scheduler(name, optimizer, **params)``; ``none`` keeps the rate constant."""
 
     name: str = "none"
@@ -244,7 +250,7 @@ class SchedulerConfig(_Section):
         return self
 
 
-class TrainerConfig(_Section):
+class TrainerConfig(Section):
     """Lightning ``Trainer`` settings and the speed switches."""
 
     epochs: int = Field(10, ge=1)
@@ -269,7 +275,7 @@ class TrainerConfig(_Section):
     progress_bar: bool = True
 
 
-class ExperimentConfig(_Section):
+class ExperimentConfig(Section):
     """One training experiment: data, model, loss, sampling, augmentation, optimisation, trainer."""
 
     name: str = Field("experiment", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -292,6 +298,11 @@ class ExperimentConfig(_Section):
     def run_dir(self, fold: int | None = None) -> Path:
         """``output_dir/name/fold<k>``: where a run of this config and fold lives."""
         return self.output_dir / self.name / f"fold{self.data.fold if fold is None else fold}"
+
+
+def format_errors(error: ValidationError) -> str:
+    """A pydantic error as one line: ``dotted.key: reason; …`` (the one formatter of every config)."""
+    return _format_errors(error)
 
 
 def _format_errors(error: ValidationError) -> str:
@@ -372,10 +383,13 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return load_yaml_config(path, ExperimentConfig, overrides)
 
 
-def config_from_dict(raw: dict[str, Any], source: str = "<config>") -> ExperimentConfig:
-    """Validate a plain dict (e.g. from a checkpoint) with the same one-line errors as ``load_config``."""
+def config_from_dict(
+    raw: dict[str, Any], source: str = "<config>", config_type: type[ConfigT] = ExperimentConfig  # type: ignore[assignment]
+) -> ConfigT:
+    """Validate a plain dict (e.g. from a checkpoint) as `config_type` with the same one-line
+    errors as ``load_config``."""
     try:
-        return ExperimentConfig.model_validate(raw)
+        return config_type.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_format_errors(exc)}") from exc
 

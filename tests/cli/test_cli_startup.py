@@ -32,3 +32,13 @@ def test_fail_prints_one_line_however_long_the_file_name(capsys) -> None:
     exit_ = fail(message)
     assert exit_.exit_code == 1
     assert capsys.readouterr().err == f"Error: {message}\n"
+
+
+def test_version_prints_the_package_version() -> None:
+    from ichscan import __version__
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ichscan.cli", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"ichscan {__version__}"

@@ -114,3 +114,19 @@ def test_with_folds_and_errors(slices: pd.DataFrame) -> None:
         assign_folds(slices.drop(columns="epidural"), "stratified")
     with pytest.raises(ValueError, match="cannot fill 5 folds"):
         assign_folds(slices.head(20), "patient")
+
+
+def test_patient_is_the_default_and_leaky_splits_are_named(slices: pd.DataFrame) -> None:
+    from ichscan.data.splits import split_warning
+
+    folds = assign_folds(slices, n_folds=5, seed=0)
+    assert folds.groupby(slices["patient_id"]).nunique().max() == 1  # no patient in two folds
+    valid = holdout(slices, valid_fraction=0.2, seed=0)
+    assert valid.groupby(slices["patient_id"]).nunique().max() == 1
+    assert "split by slice (random) although" in split_warning(slices, "random")
+    assert "split by slice (stratified)" in split_warning(slices, "stratified")
+    assert split_warning(slices, "patient") is None and split_warning(slices, "patient_stratified") is None
+    assert split_warning(slices.drop(columns="patient_id"), "random") is None  # nothing to group by
+    studies = slices.assign(study_instance_uid=np.arange(len(slices)) // 2)  # more studies than patients
+    assert "split by study_instance_uid although patient ids exist" in split_warning(
+        studies, "patient", "study_instance_uid")

@@ -37,7 +37,8 @@ def test_index_writes_manifest_and_reports(tmp_path: Path, write_series: SeriesW
             "--no-progress",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # 25 files lost: a partial success is not 0
+    assert f"Lost 25 of 28 files; 3 slices indexed (list: {tmp_path / 'manifest.errors.csv'})" in result.stderr
     manifest = pd.read_parquet(out)
     assert manifest["image_id"].tolist() == ["ID_0b", "ID_0c", "ID_0a"]
     assert manifest["any"].tolist()[2] == 1.0
@@ -68,3 +69,19 @@ def test_bad_arguments_give_one_line_errors(tmp_path: Path) -> None:
     assert wrong.exit_code == 1
     assert wrong.stderr == f"Error: {bad_labels}: expected columns ID,Label, found a,b\n"
     assert not (tmp_path / "m.parquet").exists()
+
+
+def test_empty_folder_and_all_failed_exit_1_with_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    result = runner.invoke(app, ["index", str(empty), "-o", str(tmp_path / "m.parquet"), "--no-progress"])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: no DICOM files under {empty} (1 skipped as not DICOM by name)\n"
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.dcm").write_text("x")
+    result = runner.invoke(app, ["index", str(junk), "-o", str(tmp_path / "j.parquet"), "--no-progress"])
+    assert result.exit_code == 1
+    assert f"no slice indexed: all 1 files failed (list: {tmp_path / 'j.errors.csv'})" in result.stderr
+    assert "Traceback" not in result.output

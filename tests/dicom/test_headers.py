@@ -188,13 +188,17 @@ BAD_FILES = {
         "not CT: SOP class",
         lambda p: write_ct_slice(p, PIXELS, extra={"SOPClassUID": "1.2.840.10008.5.1.4.1.1.88.11"}),
     ),
-    "no_ipp": (
-        "missing tag: ImagePositionPatient",
-        lambda p: write_ct_slice(p, PIXELS, without=["ImagePositionPatient"]),
+    "hostile_uid": (
+        "invalid tag: SOPInstanceUID '../../escape' is not a UID",
+        lambda p: write_ct_slice(p, PIXELS, extra={"SOPInstanceUID": "../../escape"}),
     ),
-    "no_rescale": (
-        "missing tag: RescaleSlope, RescaleIntercept",
-        lambda p: write_ct_slice(p, PIXELS, without=["RescaleSlope", "RescaleIntercept"]),
+    "dotdot_study": (
+        "invalid tag: StudyInstanceUID '..' is not a UID",
+        lambda p: write_ct_slice(p, PIXELS, extra={"StudyInstanceUID": ".."}),
+    ),
+    "huge_matrix": (
+        "limit: matrix 5000x5000 exceeds the limit 4096x4096",
+        lambda p: write_ct_slice(p, PIXELS, extra={"Rows": 5000, "Columns": 5000}),
     ),
     "short_ipp": (
         "invalid tag: ImagePositionPatient",
@@ -209,6 +213,14 @@ BAD_FILES = {
         lambda p: write_ct_slice(p, PIXELS, photometric="RGB"),
     ),
 }
+
+
+def test_missing_position_and_rescale_are_kept_for_their_fallbacks(tmp_path: Path) -> None:
+    """ImagePositionPatient and the rescale may be absent: the index orders such a series by
+    SliceLocation/InstanceNumber and prepare applies the 1/-1024 default only when proven."""
+    path = write_ct_slice(tmp_path / "a.dcm", PIXELS, without=["ImagePositionPatient", "RescaleSlope", "RescaleIntercept"])
+    row = read_header(path)
+    assert np.isnan([row["ipp_x"], row["ipp_y"], row["ipp_z"], row["rescale_slope"], row["rescale_intercept"]]).all()
 
 
 @pytest.mark.parametrize("name", sorted(BAD_FILES))

@@ -223,13 +223,36 @@ def test_pydicom_bundled_files_match_apply_rescale(name: str) -> None:
     path = get_testdata_file(name, download=False)
     if path is None:
         pytest.skip(f"{name} is not bundled with this pydicom")
+    if name == "JPGExtended.dcm":
+        pytest.importorskip("libjpeg", reason="JPEG extended needs the optional `jpeg` extra (pylibjpeg-libjpeg)")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds = pydicom.dcmread(path)
+        if "RescaleSlope" not in ds:  # the MR files: compare decoders at pydicom's own 1/0 rescale
+            ds.RescaleSlope, ds.RescaleIntercept = 1, 0
         reference = apply_rescale(ds.pixel_array, ds)
     hounsfield = to_hounsfield(ds)
     np.testing.assert_array_equal(hounsfield, np.clip(np.rint(reference), HU_MIN, HU_MAX))
     assert hounsfield.std() > 0  # a real image, not a constant
+
+
+def test_missing_rescale_defaults_to_minus_1024_only_when_the_stored_values_prove_it(tmp_path: Path) -> None:
+    head = np.full(SHAPE, 0, dtype=np.uint16)  # air stored at 0 around a 12-bit head
+    head[8:-8, 8:-8] = 1064  # brain at 40 HU once 1/-1024 applies
+    path = write_ct_slice(tmp_path / "a.dcm", head, without=["RescaleSlope", "RescaleIntercept"])
+    np.testing.assert_array_equal(to_hounsfield(read(path)), head.astype(np.int16) - 1024)
+    no_air = np.full(SHAPE, 1064, dtype=np.uint16)
+    path = write_ct_slice(tmp_path / "b.dcm", no_air, without=["RescaleSlope", "RescaleIntercept"])
+    with pytest.raises(ValueError, match="not proven"):
+        to_hounsfield(read(path))
+    wide = head.copy()
+    wide[0, 0] = 40000
+    path = write_ct_slice(tmp_path / "c.dcm", wide, without=["RescaleSlope", "RescaleIntercept"])
+    with pytest.raises(ValueError, match="reach 40000"):
+        to_hounsfield(read(path))
+    path = write_ct_slice(tmp_path / "d.dcm", head, without=["RescaleIntercept"])
+    with pytest.raises(ValueError, match="lacks RescaleIntercept"):
+        to_hounsfield(read(path))
 
 
 def test_bundled_ct_has_plausible_hounsfield_units() -> None:

@@ -35,7 +35,8 @@ def test_flat_rsna_layout_with_shuffled_names(tmp_path: Path, write_series: Seri
     assert manifest["slice_index"].tolist() == [0, 1, 2, 3, 4]
     assert manifest["path"].tolist() == [str(tmp_path / f"ID_{i:04x}.dcm") for i in (4, 3, 2, 1, 0)]
     assert result.summary() == {
-        "files": 5, "skipped": 0, "slices": 5, "series": 1, "studies": 1, "patients": 1, "errors": 0
+        "files": 5, "skipped": 0, "slices": 5, "series": 1, "studies": 1, "patients": 1, "errors": 0,
+        "series with warnings": 0,
     }  # fmt: skip
 
 
@@ -100,6 +101,7 @@ def test_manifest_schema_and_files(tmp_path: Path, write_series: SeriesWriter) -
     assert written == [
         out,
         out.with_name("manifest.errors.csv"),
+        out.with_name("manifest.warnings.csv"),
         out.with_name("manifest.label_issues.csv"),
     ]
 

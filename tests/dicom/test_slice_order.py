@@ -165,3 +165,44 @@ def test_empty_input() -> None:
     ordered, errors = order_slices(header_frame())
     assert ordered.empty and errors.empty
     assert {"position", "slice_index", "n_slices"} <= set(ordered.columns)
+
+
+def test_a_hole_splits_the_series_into_segments_and_is_reported() -> None:
+    from ichscan.dicom.order import series_warnings
+
+    # a regular 5 mm series missing its 15 mm slice: the step doubles
+    ordered, errors = order_slices(_headers(ipp_z=[0.0, 5.0, 10.0, 20.0, 25.0]))
+    assert errors.empty
+    assert ordered["segment"].tolist() == [0, 0, 0, 1, 1]
+    warning = series_warnings(ordered)["warning"].tolist()
+    assert warning and warning[0].startswith("gap: 1 hole(s) (10.00 mm between slices 2 and 3")
+    # irregular spacing (no step stands out), but a removed file lay between 12 and 16 mm
+    ordered, errors = order_slices(
+        _headers(ipp_z=[0.0, 5.0, 12.0, 14.0, 16.0, 21.0], rows=[512, 512, 512, 256, 512, 512])
+    )
+    assert errors["reason"].str.startswith("mixed matrix").tolist() == [True]
+    assert ordered["segment"].tolist() == [0, 0, 0, 1, 1]
+    # the ends of a series are not holes: a removed first slice leaves one segment
+    ordered, _ = order_slices(_headers(ipp_z=[0.0, 5.0, 10.0, 15.0], rows=[256, 512, 512, 512]))
+    assert ordered["segment"].tolist() == [0, 0, 0]
+    assert series_warnings(ordered).empty
+
+
+def test_missing_positions_fall_back_to_slice_location_then_instance_number() -> None:
+    nan = float("nan")
+    by_location, errors = order_slices(
+        _headers(ipp_z=[nan, nan, nan], slice_location=[20.0, 10.0, 15.0], instance_number=[1, 2, 3])
+    )
+    assert errors.empty
+    assert by_location["path"].tolist() == ["/d/f001.dcm", "/d/f002.dcm", "/d/f000.dcm"]
+    assert set(by_location["ordered_by"]) == {"slice_location"}
+    by_number, _ = order_slices(
+        _headers(ipp_z=[nan, 1.0, nan], slice_location=[nan, 1.0, 2.0], instance_number=[3, 1, 2])
+    )
+    assert by_number["path"].tolist() == ["/d/f001.dcm", "/d/f002.dcm", "/d/f000.dcm"]
+    assert set(by_number["ordered_by"]) == {"instance_number"}
+    unorderable, errors = order_slices(
+        _headers(ipp_z=[nan, 1.0], slice_location=[nan, 1.0], instance_number=[nan, 2.0])
+    )
+    assert unorderable.empty and len(errors) == 2
+    assert errors["reason"].str.startswith("missing tag: ImagePositionPatient").all()

@@ -73,7 +73,7 @@ def test_unreadable_and_unfinished_runs_are_reported(two_runs: list[Path], tmp_p
     assert len(comparison.table) == 2
     assert np.isnan(comparison.table.set_index("run").loc["mobile/fold0", "mean_auc"])
     assert len(comparison.notes) == 1 and "oof.parquet: missing" in comparison.notes[0]
-    assert comparison.errors == [f"{tmp_path / 'nowhere'}: not a run directory"]
+    assert comparison.errors == [f"{tmp_path / 'nowhere'}: no such run directory"]
 
 
 def test_compare_command_prints_and_writes_markdown_and_csv(two_runs: list[Path], tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_compare_command_prints_and_writes_markdown_and_csv(two_runs: list[Path]
     assert result.exit_code == 0, result.output
     assert "resnet/fold0" in result.output and "mobilenetv2_100" in result.output
     markdown = out.read_text().splitlines()
-    assert markdown[0].startswith("| run | backbone | params | best val weighted log loss |")
+    assert markdown[0].startswith("| run | backbone | split | params | best val weighted log loss |")
     assert len(markdown) == 2 + 2
     assert "| mobile/fold0 | mobilenetv2_100 |" in markdown[2]
     csv = pd.read_csv(out.with_suffix(".csv"))
@@ -98,3 +98,10 @@ def test_compare_command_without_readable_runs_fails_in_one_line(tmp_path: Path)
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert "Error: no readable run among" in result.output
+
+
+def test_a_run_folder_gives_one_row_per_fold_with_its_split(tmp_path: Path) -> None:
+    folds = [make_run_dir(tmp_path, "cv", fold=k, seed=k, checkpoint=False) for k in (0, 1)]
+    comparison = compare_runs([folds[0].parent])
+    assert sorted(comparison.table["run"]) == ["cv/fold0", "cv/fold1"]
+    assert set(comparison.table["split"]) == {"patient, 5 folds"}

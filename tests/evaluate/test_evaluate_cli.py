@@ -44,7 +44,9 @@ def test_evaluate_command_writes_the_report(tmp_path: Path) -> None:
         "seed": 1,
         "confidence": 0.95,
         "resampled_unit": "study",
+        "split": None,  # no studies.json of `ichscan predict` beside it, no --model
     }
+    assert "operating_point" not in stored and "no operating point for these predictions" in result.output
 
 
 def test_evaluate_command_bad_labels_is_one_line(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ichscan.cli import app
 from ichscan.config import ExperimentConfig
-from ichscan.data.windows import ChannelSpec
+from ichscan.data.contract import InputContract
 from ichscan.explain.run import EXPLANATION_COLUMNS, explain_inputs, explain_slices
 from ichscan.labels import LABELS
 from ichscan.train.run import LoadedModel
@@ -40,8 +40,8 @@ def test_explain_slices_writes_one_png_per_predicted_class(tmp_path: Path) -> No
     model = timm.create_model("resnet18", num_classes=6, in_chans=3).eval()
     with torch.no_grad():  # make every class "present" for slice logits: bias +5 on any and subdural
         model.fc.bias.copy_(torch.tensor([5.0, -5.0, -5.0, -5.0, -5.0, 5.0]))
-    spec = ChannelSpec(windows=("brain",), offsets=(-1, 0, 1))
-    loaded = LoadedModel(model=model, config=ExperimentConfig(), channel_spec=spec, size=0,
+    contract = InputContract.build(cache_size=32, crop=True, windows=("brain",), offsets=(-1, 0, 1))
+    loaded = LoadedModel(model=model, config=ExperimentConfig(), contract=contract,
                          checkpoint=tmp_path / "none.ckpt")
     table = explain_slices(loaded, tmp_path / "cache", slices.iloc[[2]], tmp_path / "out", progress=False)
     assert list(table.columns) == list(EXPLANATION_COLUMNS)
@@ -65,7 +65,12 @@ def test_cli_errors_are_one_line(tmp_path: Path) -> None:
     assert "meta.json: missing" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["explain", str(tmp_path / "norun"), str(tmp_path), "-o", str(tmp_path / "o")])
     assert result.exit_code == 1
-    assert "checkpoint not found" in result.output and "Traceback" not in result.output
+    assert "norun: no such run directory" in result.output and "Traceback" not in result.output
+    (tmp_path / "unfinished" / "fold0").mkdir(parents=True)
+    (tmp_path / "unfinished" / "fold0" / "config.yaml").write_text("name: x\n")
+    result = runner.invoke(app, ["explain", str(tmp_path / "unfinished"), str(tmp_path), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "fold0: not a finished run (no checkpoints/best.ckpt)" in result.output
 
 
 def test_tsne_cli_writes_png(tmp_path: Path) -> None:

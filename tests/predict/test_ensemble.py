@@ -12,7 +12,7 @@ from run_factory import CACHE_SIZE, make_member, write_cache
 
 from ichscan.data.windows import apply_windows
 from ichscan.predict import combine_probabilities, normalize_weights, predict_probabilities
-from ichscan.predict.batches import iter_hu_batches, neighbour_stacks
+from ichscan.data.batches import iter_hu_batches, neighbour_stacks
 
 
 def test_normalize_weights_equal_and_rescaled() -> None:

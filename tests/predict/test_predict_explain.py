@@ -13,13 +13,15 @@ from typer.testing import CliRunner
 
 from ichscan.cli import app
 from ichscan.labels import LABELS
+from ichscan.explain.heatmaps import predict_explained
 from ichscan.predict import predict
 
 FIGURE_SIZE = (640, 360)  # two panels (slice + one method) of 3.2 × 3.6 in at 100 dpi
 
 
-def run(models: list, source: Path, out: Path, **kwargs: object):
-    return predict(models, source, out, batch_size=3, workers=1, progress=False, precision="fp32", **kwargs)
+def run(models: list, source: Path, out: Path, explain: bool = False, **kwargs: object):
+    function = predict_explained if explain else predict
+    return function(models, source, out, batch_size=3, workers=1, progress=False, precision="fp32", **kwargs)
 
 
 def test_explain_writes_heatmaps_referenced_by_studies_json_and_report(
@@ -116,3 +118,24 @@ def test_predict_command_explain(dicom_folder: Path, tmp_path: Path) -> None:
               "--explain", "--explain-method", "lime"],
     )
     assert bad.exit_code == 1 and "--explain-method: explain method 'lime'" in bad.output
+
+
+def test_hostile_uids_in_a_cache_never_choose_where_heatmaps_go(
+    tiny_cache: tuple[Path, pd.DataFrame], tmp_path: Path
+) -> None:
+    """A cache from elsewhere whose slices table holds `..` and `../` ids: every file stays in OUT
+    (the study folder becomes study-<hash>, an image id that is not a file name gets no PNG)."""
+    cache, slices = tiny_cache
+    hostile = slices.copy()
+    hostile.loc[hostile["study_instance_uid"] == "9.1", "study_instance_uid"] = ".."
+    first = hostile.index[hostile["study_instance_uid"] == "9.2"]
+    hostile.loc[first, "image_id"] = [f"../../escape{k}" for k in range(len(first))]
+    hostile.to_parquet(cache / "slices.parquet")
+    sandbox = tmp_path / "sandbox"
+    out = sandbox / "out"
+    run([make_member(1)], cache, out, explain=True, explain_top=2)
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and cache not in p.parents and out not in p.parents]
+    assert outside == []
+    folders = sorted(p.name for p in (out / "explain").iterdir())
+    assert folders[0].startswith("study-") and len(folders) == 1  # 9.2's PNGs were all refused
+    assert not list(out.rglob("escape*"))

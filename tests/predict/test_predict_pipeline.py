@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from ichscan.train.resolve import RunError
 from run_factory import make_member, make_run_dir
 
 from ichscan.labels import LABELS
@@ -132,7 +133,7 @@ def test_a_folder_of_fold_runs_is_their_ensemble(
     stored = json.loads((tmp_path / "cv" / "studies.json").read_text())
     assert stored["models"] == ["cv/fold0", "cv/fold1", "other/fold0"]
     assert stored["weights"] == [0.25, 0.25, 0.5]
-    with pytest.raises(ValueError, match="not a training run"):
+    with pytest.raises(RunError, match="x: not an ichscan run"):
         run([tmp_path / "x"], cache, tmp_path / "bad")
 
 

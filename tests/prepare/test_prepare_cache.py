@@ -50,7 +50,7 @@ def test_cache_holds_exact_hu_in_anatomical_order_from_shuffled_mixed_files(tmp_
     assert set(manifest.columns) <= set(slices.columns)
     assert result.errors.empty and result.prepared == 1
     meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
-    assert meta == {"size": 0, "crop": False, "version": CACHE_VERSION}
+    assert meta == {"size": 0, "crop": False, "version": CACHE_VERSION, "invert_monochrome1": False}
 
 
 def test_cropped_resized_cache_keeps_the_brain_and_drops_the_head_rest(tmp_path: Path) -> None:
@@ -75,18 +75,18 @@ def test_every_file_is_decoded_once(tmp_path: Path, three_series: pd.DataFrame,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     reads: list[str] = []
     fast_reads: list[str] = []
-    real_dcmread = pydicom.dcmread
+    real_read_dataset = series_module.read_dataset
     real_read_fast = series_module.read_fast
 
-    def counting_dcmread(path: str, *args: object, **kwargs: object) -> pydicom.Dataset:
+    def counting_read_dataset(path: str, *args: object, **kwargs: object) -> pydicom.Dataset:
         reads.append(str(path))
-        return real_dcmread(path, *args, **kwargs)
+        return real_read_dataset(path, *args, **kwargs)
 
-    def counting_read_fast(path: str) -> object:
+    def counting_read_fast(path: str, *args: object) -> object:
         fast_reads.append(str(path))
-        return real_read_fast(path)
+        return real_read_fast(path, *args)
 
-    monkeypatch.setattr(series_module.pydicom, "dcmread", counting_dcmread)
+    monkeypatch.setattr(series_module, "read_dataset", counting_read_dataset)
     monkeypatch.setattr(series_module, "read_fast", counting_read_fast)
     prepare_cache(three_series, tmp_path / "cache", size=16, workers=1, progress=False)
     # uncompressed slices take the fast reader only; pydicom is the fallback, never a second read
@@ -167,7 +167,7 @@ def test_interrupted_run_resumes_without_redoing_finished_series(
     # what a kill -9 leaves: a half-written volume under a temporary name, and a volume renamed
     # into place whose sidecar was never written
     others = [uid for uid in three_series["series_instance_uid"].unique() if uid != done]
-    stale = cache / "series" / f".{others[0]}.npy.0123abcd.tmp.npy"
+    stale = cache / "series" / f".{others[0]}.npy.999999999-0123abcd.tmp.npy"
     stale.write_bytes(b"\x93NUMPY half")
     series_path(cache, others[1]).write_bytes(b"\x93NUMPY half")
 

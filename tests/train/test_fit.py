@@ -47,7 +47,18 @@ def test_run_directory_holds_every_artefact(trained: tuple[ExperimentConfig, Pat
                  "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
         assert (run_dir / name).is_file(), name
     assert read_run_config(run_dir) == config
-    assert "epoch 2:" in (run_dir / "train.log").read_text()
+    log = (run_dir / "train.log").read_text()
+    assert "epoch 2:" in log
+    assert "precision 32-true (trainer.precision 32)" in log  # what ran, not only what was asked
+    assert "Tip:" not in log and "litmodels" not in log  # no Lightning advert
+    # the operating point of the fold (and of the run folder, pooled over its one fold) from oof.parquet
+    from ichscan.train.operating_point import OperatingPointError, operating_point_of, read_operating_point
+
+    try:
+        expected = operating_point_of([run_dir])
+    except OperatingPointError:
+        expected = None
+    assert read_operating_point(run_dir) == expected and read_operating_point(run_dir.parent) == expected
     assert not list(run_dir.rglob("*.tmp*"))  # every atomic write was renamed into place
 
 
@@ -97,7 +108,7 @@ def window(hu: np.ndarray, center: float, width: float) -> np.ndarray:
 def test_load_model_reproduces_oof_from_raw_volumes(trained: tuple[ExperimentConfig, Path], tiny_cache: Path) -> None:
     config, run_dir = trained
     loaded = load_model(run_dir)
-    assert loaded.config == config and loaded.size == 0 and not loaded.model.training
+    assert loaded.config == config and loaded.size == 32 and not loaded.model.training  # the cache's side
     assert loaded.channel_spec.offsets == (-1, 0)
     oof = pd.read_parquet(run_dir / "oof.parquet")
     # inputs built by hand: neighbour s-1 clamped at the series start, channel order offset-major
@@ -110,6 +121,45 @@ def test_load_model_reproduces_oof_from_raw_volumes(trained: tuple[ExperimentCon
     with torch.no_grad():
         probs = torch.sigmoid(loaded.model(x)).numpy()
     np.testing.assert_allclose(probs, oof[list(LABELS)].to_numpy(), atol=1e-4)
+
+
+def test_the_run_carries_its_input_contract(trained: tuple[ExperimentConfig, Path], tiny_cache: Path) -> None:
+    import json
+
+    import cv2
+
+    from ichscan.data.contract import read_contract
+
+    config, run_dir = trained
+    stored = json.loads((run_dir / "input.json").read_text())
+    meta = json.loads((tiny_cache / "meta.json").read_text())
+    assert stored["cache_size"] == meta["size"] == stored["input_size"]  # data.size unset: the cache's own
+    assert stored["crop"]["enabled"] == meta["crop"] and stored["cache_version"] == meta["version"]
+    assert stored["windows"] == ["brain", "subdural"] and stored["offsets"] == [-1, 0]
+    assert stored["labels"] == list(LABELS) and stored["channel_order"] == "offset-major"
+    assert stored["opencv_version"] == cv2.__version__ and stored["ichscan_version"]
+    assert stored["split"] == {"method": "patient", "n_folds": 5, "seed": 0, "fold": 0, "group": "patient_id"}
+    for name in ("best", "last"):  # the same contract travels inside every checkpoint
+        checkpoint = torch.load(run_dir / "checkpoints" / f"{name}.ckpt", map_location="cpu", weights_only=True)
+        assert checkpoint["ichscan"]["input"] == stored
+    # without input.json the checkpoint's copy is used; without both the run is refused in one line
+    copy = run_dir.parent / "copy"
+    import shutil
+
+    shutil.copytree(run_dir, copy)
+    (copy / "input.json").unlink()
+    assert load_model(copy).contract == read_contract(run_dir)
+    state = torch.load(copy / "checkpoints/best.ckpt", map_location="cpu", weights_only=True)
+    del state["ichscan"]["input"]
+    torch.save(state, copy / "checkpoints/best.ckpt")
+    with pytest.raises(RunError, match=r"copy: no input contract \(input.json\)"):
+        load_model(copy)
+    # the explicit upgrade writes it back from config.yaml + the cache's meta.json
+    from ichscan.train import write_run_contract
+
+    assert write_run_contract(copy) == read_contract(run_dir)
+    assert load_model(copy).contract == read_contract(run_dir)
+    shutil.rmtree(copy)
 
 
 def test_load_model_errors_name_the_file(tmp_path: Path) -> None:
@@ -177,7 +227,25 @@ def test_subset_of_labels_and_weighted_loss_from_counts(tiny_cache: Path, tmp_pa
     assert np.isfinite(metrics["train_loss"]).all() and np.isfinite(metrics["val_wll"]).all()
 
 
-def test_demo_config_is_valid_and_runs_on_cpu() -> None:
+def test_demo_config_builds_a_network_that_takes_its_own_input() -> None:
+    from ichscan.train.module import build_model
+
     config = load_config(Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
     assert config.trainer.accelerator in ("cpu", "auto")
-    assert config.data.in_chans >= 1
+    # every (offset, window) pair is one channel: 3 windows on slices s-1, s, s+1 give 9
+    assert config.data.in_chans == len(config.data.windows) * len(config.data.offsets)
+    model = build_model(config)
+    side = config.data.size or 64
+    logits = model.eval()(torch.zeros(2, config.data.in_chans, side, side))
+    assert logits.shape == (2, len(LABELS)) and torch.isfinite(logits).all()
+
+
+def test_a_slice_split_is_warned_about(tiny_cache: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from ichscan.train import SliceDataModule
+
+    config = tiny_config(tiny_cache, tmp_path)
+    split = config.data.split.model_copy(update={"method": "random"})
+    config = config.model_copy(update={"data": config.data.model_copy(update={"split": split})})
+    with caplog.at_level("WARNING", logger="ichscan"):
+        SliceDataModule(config).setup()
+    assert "split by slice (random) although 10 patient ids exist" in caplog.text

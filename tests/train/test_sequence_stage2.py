@@ -28,6 +28,8 @@ from ichscan.train.sequence import (
     write_features,
 )
 
+from ichscan.data.contract import InputContract
+
 torch.set_num_threads(1)
 
 
@@ -51,7 +53,9 @@ def neighbour_features(n_series: int = 30, length: int = 10, dim: int = 6, seed:
     for label in LABELS:
         rows[label] = positive.reshape(-1).astype(np.float32)
     logits = np.zeros((n_series * length, 6), dtype=np.float32)
-    meta = {"version": 1, "run": "/nowhere/stage1", "checkpoint": "best", "tta": False, "dim": dim}
+    contract = InputContract.build(cache_size=32, crop=True, windows=("brain",), offsets=(0,))
+    meta = {"version": 1, "run": "/nowhere/stage1", "checkpoint": "best", "tta": False, "dim": dim,
+            "input": contract.to_json()}
     return SeriesFeatures(rows, embeddings.reshape(-1, dim), logits, meta)
 
 
@@ -119,6 +123,8 @@ def test_fit_learns_neighbour_rule_and_applies(tmp_path: Path) -> None:
         assert (run_dir / name).is_file(), name
     assert is_sequence_run(run_dir)
     assert json.loads((run_dir / "stage1.json").read_text())["run"] == "/nowhere/stage1"
+    # the stage-2 run carries the input contract of the stage-1 network its features came from
+    assert json.loads((run_dir / "input.json").read_text()) == features.meta["input"]
     oof = pd.read_parquet(run_dir / "oof.parquet")
     assert set(oof["fold"]) == {1} and len(oof) == 100  # 10 of 30 series
     labels = oof[[f"label_{k}" for k in LABELS]].to_numpy()
@@ -188,11 +194,21 @@ def test_cnn_lstm_end_to_end_fit_and_predict(tiny_cache: Path, tmp_path: Path) -
     np.testing.assert_allclose(written.loc[slices["image_id"], list(LABELS)].to_numpy(), direct,
                                rtol=1e-4, atol=1e-5)
     assert result.timings["inference"] > 0
+    # the run folder (output_dir/name) means the same as its one fold folder
+    again = predict([run_dir.parent], tiny_cache, tmp_path / "out-folder", progress=False)
+    pd.testing.assert_frame_equal(again.slices, result.slices)
+    from run_factory import make_run_dir
+
+    stage1 = make_run_dir(tmp_path / "s1", "s1", windows=("brain",), offsets=(-1, 0, 1))
     with pytest.raises(ValueError, match="cannot be mixed"):
-        predict([run_dir, tmp_path / "stage1-run"], tiny_cache, tmp_path / "out2", progress=False)
+        predict([run_dir, stage1], tiny_cache, tmp_path / "out2", progress=False)
     # Heatmaps need a stage-1 network; an end-to-end CNN-LSTM run records none: a clear refusal.
-    with pytest.raises(ValueError, match="--explain needs the stage-1 run"):
-        predict([run_dir], tiny_cache, tmp_path / "out3", progress=False, explain=True)
+    from ichscan.train.resolve import RunError
+
+    with pytest.raises(RunError, match="this stage-2 run records no stage-1 run"):
+        from ichscan.explain.heatmaps import predict_explained
+
+        predict_explained([run_dir], tiny_cache, tmp_path / "out3", progress=False)
     assert not (tmp_path / "out3").exists()  # refused before any work
 
 
@@ -207,7 +223,7 @@ def test_cli_commands_fail_with_one_line(tmp_path: Path) -> None:
     for args, reason in (
         (["train-seq", "--config", str(bad)], "features: required"),
         (["pretrain", "--config", str(tmp_path / "missing.yaml")], "missing.yaml: cannot read"),
-        (["embed", str(tmp_path / "norun"), "-o", str(tmp_path / "f")], "checkpoint not found"),
+        (["embed", str(tmp_path / "norun"), "-o", str(tmp_path / "f")], "norun: no such run directory"),
     ):
         result = runner.invoke(app, args)
         assert result.exit_code == 1, result.output

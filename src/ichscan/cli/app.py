@@ -14,6 +14,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    """`ichscan --version`: the package version, then exit (no library import)."""
+    if value:
+        from ichscan import __version__
+
+        typer.echo(f"ichscan {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Intracranial hemorrhage detection on head CT: index, prepare, train, predict, explain."""
+
+
 def fail(message: object) -> typer.Exit:
     """Print `Error: <message>` as one line on stderr; return the exit (status 1) to raise.
 

@@ -20,6 +20,10 @@ def _interval(entry: dict[str, float | None]) -> str:
     return f"{value:.4f}" + (f" [{low:.3f}, {high:.3f}]" if low is not None and high is not None else "")
 
 
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
 @app.command("evaluate")
 def evaluate_command(
     predictions: Annotated[
@@ -42,12 +46,20 @@ def evaluate_command(
     figures: Annotated[
         bool, typer.Option(help="Draw the PNG figures (ROC, PR, calibration, confusion).")
     ] = True,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Run whose operating point and split to report (default: studies.json of predict)."),
+    ] = None,
+    fold: Annotated[int | None, typer.Option("--fold", min=0, help="With --model: fold K of a run folder.")] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Score PREDICTIONS against labels: metrics.json, ROC/PR/calibration/confusion PNGs, report.html."""
     from ichscan.evaluate import EvaluationInputError, evaluate
+    from ichscan.evaluate.evaluation import operating_point_for
+    from ichscan.train.resolve import RunError
 
     try:
+        point, split = operating_point_for(predictions, model, fold)
         metrics = evaluate(
             predictions,
             labels,
@@ -57,8 +69,10 @@ def evaluate_command(
             threshold=threshold,
             figures=figures,
             progress=progress,
+            operating_point=point,
+            split=split,
         )
-    except (EvaluationInputError, FileNotFoundError, ValueError) as error:
+    except (EvaluationInputError, FileNotFoundError, ValueError, RunError) as error:
         raise fail(str(error)) from error
     console = Console(highlight=False)
     counts = metrics["counts"]
@@ -83,18 +97,31 @@ def evaluate_command(
             f"weighted log loss {_interval(overall['weighted_log_loss'])}, "
             f"mean AUC {_interval(overall['mean_auc'])}"
         )
+    evaluated = (metrics.get("operating_point") or {}).get("evaluated")
+    if evaluated:
+        stored = metrics["operating_point"]
+        console.print(
+            f"study level at the run's operating point (sensitivity target {stored['target_sensitivity']:g}, "
+            f"P(ICH) ≥ {stored['threshold']:.3f}): sensitivity {_share(evaluated['sensitivity'])} "
+            f"({evaluated['tp']}/{evaluated['tp'] + evaluated['fn']}), specificity {_share(evaluated['specificity'])} "
+            f"({evaluated['tn']}/{evaluated['tn'] + evaluated['fp']})", soft_wrap=True)
+    else:
+        console.print("no operating point for these predictions (give --model RUN, or predict with a calibrated run)")
+    console.print(f"model validated on a {split or 'unknown'} split", soft_wrap=True)
     console.print(f"Report: {(output / 'report.html').resolve()}", soft_wrap=True)
 
 
 @app.command("compare")
 def compare_command(
-    runs: Annotated[list[Path], typer.Argument(help="Training run directories.")],
+    runs: Annotated[
+        list[str], typer.Argument(help="Run folders (one row per fold), fold folders or `reference`.")
+    ],
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Markdown table to write (a .csv is written beside it)."),
     ] = None,
 ) -> None:
-    """Compare training runs: backbone, parameters, best validation log loss, AUC, F1, epochs, time."""
+    """Compare training runs: backbone, split, parameters, best validation log loss, AUC, F1, epochs, time."""
     from ichscan.evaluate.compare import (
         COMPARE_COLUMNS,
         HEADERS,

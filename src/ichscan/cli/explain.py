@@ -12,13 +12,14 @@ from ichscan.cli.app import app, fail
 
 @app.command("explain")
 def explain(
-    run: Path = typer.Argument(..., help="a stage-1 run directory (ichscan train)"),
+    run: str = typer.Argument(..., help="run folder, fold folder or `reference` (one network: --fold K for several folds)"),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="DICOM folder, manifest .parquet or HU cache"),
     out: Path = typer.Option(..., "--out", "-o", help="folder for the PNGs and explanations.csv"),
     slices: list[str] = typer.Option([], "--slices", help="image_id to explain (repeatable); default: top slices"),
     top_k: int = typer.Option(3, "--top-k", min=1, help="slices per study when --slices is not given"),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="a class is explained from here"),
     checkpoint: str = typer.Option("best", "--checkpoint"),
+    fold: int | None = typer.Option(None, "--fold", min=0, help="fold K of a run folder with several folds"),
 ) -> None:
     """Write heatmaps per predicted class overlaid on the windowed slice."""
     from ichscan.explain.run import explain_run
@@ -27,7 +28,7 @@ def explain(
 
     try:
         table = explain_run(run, input_path, out, image_ids=slices, top_k=top_k, threshold=threshold,
-                            checkpoint=checkpoint)
+                            checkpoint=checkpoint, fold=fold)
     except (InputError, RunError, FileNotFoundError, ValueError) as exc:
         raise fail(exc)
     Console().print(f"{len(table)} explanation figure(s) in {out} (index: {out / 'explanations.csv'})")

@@ -1,4 +1,8 @@
-"""`ichscan index`: DICOM folder (+ RSNA labels) → manifest Parquet and its error list."""
+"""`ichscan index`: DICOM folder (+ RSNA labels) → manifest Parquet and its error list.
+
+Exit status: 0 when every file read became a slice; 1 when nothing was indexed (no DICOM file
+under the folder, or every file failed) or the run could not write its output; `PARTIAL_EXIT`
+when some files were lost (the summary line says how many and where the list is)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from ichscan.cli.app import app, fail
 from ichscan.cli.dask_option import DaskOption, check_dask
 
 MAX_ERROR_LINES: Final[int] = 20
+PARTIAL_EXIT: Final[int] = 3
 
 
 @app.command("index")
@@ -69,7 +74,15 @@ def index_command(
             )
     except (LabelFileError, OSError) as error:  # OSError: the Dask scheduler is unreachable
         raise fail(str(error)) from error
-    written = write_manifest(result, output)
+    except MemoryError as error:
+        raise fail(f"out of memory while indexing {dicom_dir}") from error
+    if result.n_files == 0:
+        skipped = f" ({len(result.skipped)} skipped as not DICOM by name)" if result.skipped else ""
+        raise fail(f"no DICOM files under {dicom_dir}{skipped}")
+    try:
+        written = write_manifest(result, output)
+    except OSError as error:
+        raise fail(f"cannot write {output}: {error.strerror or error}") from error
 
     console = Console(highlight=False)
     for name, count in result.summary().items():
@@ -84,3 +97,19 @@ def index_command(
             f"... and {len(result.errors) - len(shown):,} more, see {written[1]}", soft_wrap=True
         )
     console.print("wrote " + ", ".join(str(path) for path in written), soft_wrap=True)
+    if len(result.warnings):
+        console.print(
+            f"{result.warnings['series_instance_uid'].nunique():,} series with warnings (gaps, "
+            f"fallback slice order), see {written[2]}",
+            soft_wrap=True,
+        )
+    if result.manifest.empty:
+        raise fail(f"no slice indexed: all {result.n_files:,} files failed (list: {written[1]})")
+    if len(result.errors):
+        Console(stderr=True, highlight=False).print(
+            f"Lost {len(result.errors):,} of {result.n_files:,} files; "
+            f"{len(result.manifest):,} slices indexed (list: {written[1]})",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(PARTIAL_EXIT)

@@ -42,7 +42,11 @@ def predict_command(
         typer.Argument(metavar="INPUT", help="DICOM folder (any layout), manifest .parquet or cache folder."),
     ],
     model: Annotated[
-        list[Path], typer.Option("--model", "-m", help="Training run directory; repeat for an ensemble.")
+        list[str],
+        typer.Option(
+            "--model", "-m",
+            help="Run folder (all its folds: an ensemble), one fold folder, or `reference`; repeat for an ensemble.",
+        ),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the predictions.")],
     tta: Annotated[bool, typer.Option("--tta", help="Average with the horizontally flipped image.")] = False,
@@ -52,7 +56,8 @@ def predict_command(
     threshold: Annotated[
         float,
         typer.Option(
-            "--threshold", min=0.0, max=1.0, help="A subtype is present when its study max reaches this."
+            "--threshold", min=0.0, max=1.0,
+            help="A subtype is present when its study max reaches this (also ICH when the run has no operating point).",
         ),
     ] = 0.5,
     top_k: Annotated[
@@ -63,6 +68,9 @@ def predict_command(
         int | None, typer.Option("--workers", min=1, help="Processes for indexing/decoding (default: all CPUs).")
     ] = None,
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="best, last or a .ckpt path.")] = "best",
+    fold: Annotated[
+        int | None, typer.Option("--fold", min=0, help="Use only fold K of each run folder (default: all folds).")
+    ] = None,
     precision: Annotated[
         str, typer.Option("--precision", help="auto (bf16 where the CPU has it), fp32 or bf16.")
     ] = "auto",
@@ -83,9 +91,10 @@ def predict_command(
     dask: DaskOption = None,
 ) -> None:
     """Predict every slice of INPUT: slices.parquet, submission.csv, studies.csv/json, errors.csv."""
+    from ichscan.explain.heatmaps import StudyHeatmaps
     from ichscan.parallel import optional_dask
     from ichscan.predict import InputError, predict
-    from ichscan.predict.heatmaps import explain_method as resolve_explain_method
+    from ichscan.explain.run import explain_method as resolve_explain_method
     from ichscan.train import RunError
 
     if precision not in ("auto", "fp32", "bf16"):
@@ -94,9 +103,6 @@ def predict_command(
         resolve_explain_method(explain_method)
     except ValueError as error:
         raise _fail(f"--explain-method: {error}") from error
-    for run_dir in model:
-        if not run_dir.is_dir():
-            raise _fail(f"{run_dir}: no such run directory")
     if not input_path.exists():
         raise _fail(f"{input_path}: no such file or folder")
     chosen: Literal["auto", "fp32", "bf16"] = precision  # type: ignore[assignment]
@@ -117,13 +123,14 @@ def predict_command(
                 checkpoint=checkpoint,
                 precision=chosen,
                 cache_dir=cache,
-                explain=explain,
-                explain_top=explain_top,
-                explain_method=explain_method,
+                fold=fold,
+                heatmaps=StudyHeatmaps(explain_top, explain_method) if explain else None,
                 executor=executor,
             )
-    except (InputError, RunError, FileNotFoundError, ValueError, OSError) as error:
+    except (InputError, RunError, FileNotFoundError, ValueError) as error:
         raise _fail(str(error)) from error
+    except MemoryError as error:  # hardening: the environment, one line, no traceback
+        raise _fail("out of memory; run stopped (try --workers 1)") from error
 
     console = Console(highlight=False)
     shown = result.errors.head(MAX_ERROR_LINES)
@@ -132,19 +139,23 @@ def predict_command(
     if len(result.errors) > len(shown):
         console.print(f"... and {len(result.errors) - len(shown):,} more, see {result.files['errors']}")
     table = Table(title=f"{len(result.studies)} studies, highest p(any ICH) first")
-    for column in ("study", "patient", "slices", "p(any)", "ICH", "subtypes present"):
-        table.add_column(column, justify="right" if column in ("slices", "p(any)") else "left")
+    for column in ("study", "patient", "slices", "max p(any)", "P(ICH)", "ICH", "subtypes present"):
+        table.add_column(column, justify="right" if column in ("slices", "max p(any)", "P(ICH)") else "left")
     for row in result.studies.head(MAX_STUDY_ROWS).itertuples(index=False):
         table.add_row(
             str(row.study_instance_uid),
             str(row.patient_id),
             str(row.n_slices),
             f"{row.any:.3f}",
+            "–" if row.ich_probability != row.ich_probability else f"{row.ich_probability:.3f}",
             "yes" if row.ich_detected else "no",
             str(row.subtypes_present).replace(";", ", ") or "–",
         )
     if len(result.studies):
         console.print(table)
+        from ichscan.predict.pipeline import operating_point_text
+
+        console.print(operating_point_text(result.operating_point, threshold), soft_wrap=True)
     console.print(
         f"{len(result.slices):,} slices predicted, {len(result.errors):,} file(s) skipped "
         f"in {result.timings['total']:.1f} s; wrote {output}/ (slices.parquet, submission.csv, "

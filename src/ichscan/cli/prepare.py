@@ -1,4 +1,8 @@
-"""`ichscan prepare`: a manifest → the Hounsfield cache (one int16 volume per series)."""
+"""`ichscan prepare`: a manifest → the Hounsfield cache (one int16 volume per series).
+
+Exit status: 0 when every slice was cached; 1 when nothing was cached, or the run stopped on an
+error of its environment (disk full, out of memory, permission denied on the cache); 3 when some
+slices were lost (the summary line says how many and where the list is)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from ichscan.cli.app import app, fail
 from ichscan.cli.dask_option import DaskOption, check_dask
 
 ERRORS_SHOWN: Final[int] = 20
+PARTIAL_EXIT: Final[int] = 3
 
 
 @app.command("prepare")
@@ -49,6 +54,14 @@ def prepare_command(
             show_default=False,
         ),
     ] = None,
+    invert_monochrome1: Annotated[
+        bool,
+        typer.Option(
+            "--invert-monochrome1",
+            help="Invert the stored values of MONOCHROME1 slices before the rescale: repairs "
+            "exports that stored them inverted (conformant MONOCHROME1 CT needs no inversion).",
+        ),
+    ] = False,
     dask: DaskOption = None,
 ) -> None:
     """Decode every series of MANIFEST once into int16 Hounsfield units under OUTPUT."""
@@ -59,6 +72,7 @@ def prepare_command(
     from ichscan.prepare import prepare_cache
     from ichscan.prepare.cache import ERRORS_FILE
     from ichscan.prepare.run import REQUIRED_COLUMNS
+    from ichscan.prepare.series import OutputError
 
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     if not manifest.is_file():
@@ -81,10 +95,18 @@ def prepare_command(
                 crop=size > 0 if crop is None else crop,
                 workers=workers,
                 progress=not quiet,
+                invert_monochrome1=invert_monochrome1,
                 executor=executor,
                 spacing=spacing,
             )
-    except (ValueError, OSError) as error:  # e.g. a cache built with other settings
+    except OutputError as error:  # disk full, permission denied: not a property of the input
+        raise fail(f"{error.strerror}; run stopped (the series cached so far are kept, run again to resume)") from error
+    except MemoryError as error:
+        raise fail("out of memory; run stopped (try --workers 1; run again to resume)") from error
+    except OSError as error:
+        where = f"{error.filename}: " if error.filename else ""
+        raise fail(f"{where}{error.strerror or error}; run stopped (run again to resume)") from error
+    except ValueError as error:  # e.g. a cache built with other settings
         raise fail(error) from error
 
     for path, reason in result.errors.head(ERRORS_SHOWN).itertuples(index=False):
@@ -97,3 +119,17 @@ def prepare_command(
         f"({result.prepared} prepared, {result.skipped} already done, {result.failed} failed); "
         f"{len(result.errors)} slices skipped (list: {output / ERRORS_FILE})",
     )
+    total = len(result.slices) + len(result.errors)
+    if len(result.slices) == 0:
+        raise fail(
+            f"nothing cached: all {total} slices of {manifest} failed (list: {output / ERRORS_FILE})"
+            if total
+            else f"nothing cached: {manifest} lists no slices"
+        )
+    if len(result.errors):
+        Console(stderr=True, highlight=False).print(
+            f"Lost {len(result.errors)} of {total} slices (list: {output / ERRORS_FILE})",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(PARTIAL_EXIT)

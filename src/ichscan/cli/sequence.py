@@ -12,19 +12,21 @@ from ichscan.cli.app import app, fail
 
 @app.command("embed")
 def embed(
-    run: Path = typer.Argument(..., help="a stage-1 run directory (ichscan train)"),
+    run: str = typer.Argument(..., help="stage-1 run folder, fold folder or `reference` (--fold K for several folds)"),
     cache: Path | None = typer.Option(None, "--cache", help="HU cache to embed (default: the run's data.cache_dir)"),
     out: Path = typer.Option(..., "--out", "-o", help="FEATURES directory to write"),
     tta: bool = typer.Option(False, "--tta", help="average embeddings and logits over a horizontal flip"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     checkpoint: str = typer.Option("best", "--checkpoint", help="best, last or a .ckpt path"),
+    fold: int | None = typer.Option(None, "--fold", min=0, help="fold K of a run folder with several folds"),
 ) -> None:
     """Store every slice's pooled embedding and logits, grouped by series in anatomical order."""
     from ichscan.train.run import RunError
     from ichscan.train.sequence import extract_features
 
     try:
-        features = extract_features(run, cache, out, tta=tta, batch_size=batch_size, checkpoint=checkpoint)
+        features = extract_features(run, cache, out, tta=tta, batch_size=batch_size, checkpoint=checkpoint,
+                                    fold=fold)
     except (RunError, FileNotFoundError, ValueError) as exc:
         raise fail(exc)
     n_series = features.slices["series_instance_uid"].nunique()

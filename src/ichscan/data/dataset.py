@@ -19,7 +19,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ichscan.data.contract import to_input_grid
 from ichscan.labels import LABELS, N_LABELS
+from ichscan.prepare.cache import neighbour_z
 
 SERIES_DIR = "series"
 
@@ -110,10 +112,15 @@ class SliceDataset(Dataset[dict[str, Any]]):
     """One item per row of `slices`: the HU of that slice and its neighbours at `offsets`.
 
     Item `i` → ``{"hu": int16 (len(offsets), H, W), "labels": float32 (6,) (NaN when unlabelled),
-    "index": i}``. Neighbour ``z = clip(slice_index + offset, 0, depth − 1)``: offsets are clamped
+    "index": i}``. Neighbour ``z = clip(slice_index + offset, first, last)`` within the slice's segment
+    (`ichscan.prepare.cache.neighbour_z`; the whole series without gaps): offsets are clamped
     at the series ends, so the first slice's s−1 is itself. All ``(row, offset) → (series, z)``
     look-ups are computed once, vectorised, at construction; a row whose series file is missing or
     whose `slice_index` lies outside the cached volume raises an error naming the file.
+
+    `size`: the network's input side when it differs from the cache's; the stack is then resized
+    here, on the CPU, with `ichscan.data.contract.to_input_grid` (the one resize of the input
+    contract, identical in prediction). None keeps the cached grid.
     """
 
     def __init__(
@@ -122,6 +129,7 @@ class SliceDataset(Dataset[dict[str, Any]]):
         slices: pd.DataFrame,
         offsets: Sequence[int] = (-1, 0, 1),
         max_open_series: int = 64,
+        size: int | None = None,
     ) -> None:
         _require_columns(slices, ("series_instance_uid", "slice_index"))
         if not offsets:
@@ -129,6 +137,7 @@ class SliceDataset(Dataset[dict[str, Any]]):
         self.cache_dir = Path(cache_dir)
         self.slices = slices
         self.offsets: tuple[int, ...] = tuple(int(offset) for offset in offsets)
+        self.size = size
         self._volumes = _SeriesVolumes(
             self.cache_dir, slices["series_instance_uid"], max_open_series
         )
@@ -145,8 +154,7 @@ class SliceDataset(Dataset[dict[str, Any]]):
                 f"{self._volumes.paths[code]}: slice_index {slice_index[row]} outside the cached "
                 f"volume of {depth[row]} slices ({int(outside.sum())} row(s) affected)"
             )
-        wanted = slice_index[:, None] + np.asarray(self.offsets, dtype=np.int64)[None, :]
-        self.z: np.ndarray = np.clip(wanted, 0, depth[:, None] - 1)
+        self.z: np.ndarray = neighbour_z(slices, self.offsets, depth)  # clamped to the slice's segment
         self.labels: np.ndarray = labels_array(slices)
 
     @property
@@ -165,6 +173,8 @@ class SliceDataset(Dataset[dict[str, Any]]):
     def __getitem__(self, index: int) -> dict[str, Any]:
         volume = self._volumes.volume(int(self._volumes.codes[index]))
         hu = np.ascontiguousarray(volume[self.z[index]])
+        if self.size:
+            hu = to_input_grid(hu, self.size)
         return {
             "hu": torch.from_numpy(hu),
             "labels": torch.tensor(self.labels[index]),
@@ -177,13 +187,18 @@ class SeriesDataset(Dataset[dict[str, Any]]):
 
     Item → ``{"hu": int16 (T, H, W), "labels": float32 (T, 6), "index": int64 (T,) rows of
     `slices`, "series_instance_uid": str}``, T = the series' rows in `slices` sorted by
-    `slice_index`. Batch variable lengths with `collate_series`.
+    `slice_index`. Batch variable lengths with `collate_series`. `size`: as for `SliceDataset`.
     """
 
     def __init__(
-        self, cache_dir: str | os.PathLike[str], slices: pd.DataFrame, max_open_series: int = 8
+        self,
+        cache_dir: str | os.PathLike[str],
+        slices: pd.DataFrame,
+        max_open_series: int = 8,
+        size: int | None = None,
     ) -> None:
         _require_columns(slices, ("series_instance_uid", "slice_index"))
+        self.size = size
         self.cache_dir = Path(cache_dir)
         self.slices = slices
         self._volumes = _SeriesVolumes(
@@ -211,6 +226,8 @@ class SeriesDataset(Dataset[dict[str, Any]]):
         rows = self._rows[index]
         volume = self._volumes.volume(index)
         hu = np.ascontiguousarray(volume[self._slice_index[rows]])
+        if self.size:
+            hu = to_input_grid(hu, self.size)
         return {
             "hu": torch.from_numpy(hu),
             "labels": torch.from_numpy(self.labels[rows]),

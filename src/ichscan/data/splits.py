@@ -1,7 +1,9 @@
 """Cross-validation folds and hold-out splits of a slices table, reproducible from a seed.
 
-Methods (the seeds' menu):
-- ``random``: rows shuffled into folds (`KFold`), seed 000's random 8:2;
+Methods (the seeds' menu; ``patient`` is the default everywhere):
+- ``random``: rows shuffled into folds (`KFold`), seed 000's random 8:2. Neighbouring, nearly
+  identical slices of one series then sit in training and validation, so the validation score
+  (and the checkpoint chosen on it) is optimistic: `split_warning` says so;
 - ``patient``: whole patients per fold (`GroupKFold` with shuffled groups): no patient in two folds;
 - ``stratified``: iterative multilabel stratification of rows on the six labels
   (`MultilabelStratifiedKFold`, Sechidis et al. 2011), seed 003;
@@ -12,6 +14,7 @@ Unlabelled rows (NaN labels) count as negative for stratification and are never 
 
 from __future__ import annotations
 
+import logging
 from typing import Final, Literal, get_args
 
 import numpy as np
@@ -24,6 +27,26 @@ from ichscan.labels import LABELS
 SplitMethod = Literal["random", "patient", "stratified", "patient_stratified"]
 SPLIT_METHODS: Final[tuple[str, ...]] = get_args(SplitMethod)
 FOLD_COLUMN: Final[str] = "fold"
+PATIENT_COLUMN: Final[str] = "patient_id"
+
+log = logging.getLogger(__name__)
+
+
+def split_warning(slices: pd.DataFrame, method: str, group_col: str = PATIENT_COLUMN) -> str | None:
+    """Why a split leaks, or None: slices (``random``/``stratified``) or studies (grouped by
+    ``study_instance_uid``) split apart while patient ids exist, so one patient's images can sit in
+    training and validation at once."""
+    if PATIENT_COLUMN not in slices.columns or slices[PATIENT_COLUMN].isna().all():
+        return None
+    patients = slices[PATIENT_COLUMN].nunique()
+    if method in ("random", "stratified") and patients < len(slices):
+        return (f"split by slice ({method}) although {patients} patient ids exist: slices of one patient "
+                "(neighbours nearly identical) fall in training and validation; use method patient")
+    if method in ("patient", "patient_stratified") and group_col != PATIENT_COLUMN and group_col in slices.columns:
+        if slices[group_col].nunique() > patients:
+            return (f"split by {group_col} although patient ids exist: studies of one patient fall in "
+                    "training and validation; group by patient_id")
+    return None
 
 
 def _label_indicators(slices: pd.DataFrame) -> np.ndarray:
@@ -60,10 +83,10 @@ def _check_method(method: str) -> None:
 
 def assign_folds(
     slices: pd.DataFrame,
-    method: SplitMethod = "random",
+    method: SplitMethod = "patient",
     n_folds: int = 5,
     seed: int = 0,
-    group_col: str = "patient_id",
+    group_col: str = PATIENT_COLUMN,
 ) -> pd.Series:
     """The fold (0 … n_folds − 1) of every row of `slices`, as an int Series named ``fold`` on the
     same index. The same seed gives the same folds; `group_col` chooses the grouping of the
@@ -103,8 +126,8 @@ def assign_folds(
 
 
 def with_folds(
-    slices: pd.DataFrame, method: SplitMethod = "random", n_folds: int = 5, seed: int = 0,
-    group_col: str = "patient_id",
+    slices: pd.DataFrame, method: SplitMethod = "patient", n_folds: int = 5, seed: int = 0,
+    group_col: str = PATIENT_COLUMN,
 ) -> pd.DataFrame:
     """A copy of `slices` with the ``fold`` column of `assign_folds`."""
     return slices.assign(**{FOLD_COLUMN: assign_folds(slices, method, n_folds, seed, group_col)})
@@ -112,10 +135,10 @@ def with_folds(
 
 def holdout(
     slices: pd.DataFrame,
-    method: SplitMethod = "random",
+    method: SplitMethod = "patient",
     valid_fraction: float = 0.2,
     seed: int = 0,
-    group_col: str = "patient_id",
+    group_col: str = PATIENT_COLUMN,
 ) -> pd.Series:
     """A single train/validation split (default 8:2): bool Series, True for validation rows.
 

@@ -24,7 +24,8 @@ import re
 import struct
 import warnings
 import zlib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from io import BytesIO
@@ -37,8 +38,7 @@ from numpy.typing import ArrayLike
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.filereader import data_element_generator
-from pydicom.fileutil import read_undefined_length_value
-from pydicom.tag import SequenceDelimiterTag, Tag
+from pydicom.tag import Tag
 from pydicom.uid import (
     UID,
     CTImageStorage,
@@ -47,6 +47,15 @@ from pydicom.uid import (
     ExplicitVRBigEndian,
     ImplicitVRLittleEndian,
     LegacyConvertedEnhancedCTImageStorage,
+)
+
+from ichscan.dicom.limits import DEFAULT_LIMITS, LimitError, PixelLimits
+from ichscan.files import (
+    NotRegularFile,
+    is_safe_component,
+    is_utf8_path,
+    open_regular,
+    printable_path,
 )
 
 
@@ -65,6 +74,9 @@ class ErrorKind(StrEnum):
     MIXED_MATRIX = "mixed matrix"
     MIXED_ORIENTATION = "mixed orientation"
     DUPLICATE_POSITION = "duplicate position"
+    LIMIT = "limit"
+    NOT_REGULAR = "not a regular file"
+    NAME = "file name"
 
 
 def reason(kind: ErrorKind, detail: str) -> str:
@@ -90,7 +102,6 @@ REQUIRED_TAGS: Final[tuple[str, ...]] = (
     "SOPInstanceUID",
     "StudyInstanceUID",
     "SeriesInstanceUID",
-    "ImagePositionPatient",
     "ImageOrientationPatient",
     "Rows",
     "Columns",
@@ -98,10 +109,15 @@ REQUIRED_TAGS: Final[tuple[str, ...]] = (
     "BitsStored",
     "PixelRepresentation",
     "PhotometricInterpretation",
+)
+# Optional: absent or unreadable → NaN / "". ImagePositionPatient and the rescale have fallbacks
+# (slice order by InstanceNumber/SliceLocation, `ichscan.dicom.hounsfield.default_rescale`).
+OPTIONAL_TAGS: Final[tuple[str, ...]] = (
+    "ImagePositionPatient",
     "RescaleSlope",
     "RescaleIntercept",
-)
-OPTIONAL_TAGS: Final[tuple[str, ...]] = (
+    "InstanceNumber",
+    "SliceLocation",
     "SOPClassUID",
     "Modality",
     "PatientID",
@@ -171,7 +187,10 @@ HEADER_COLUMNS: Final[dict[str, str]] = {
     "transfer_syntax_uid": "str",
     "window_center": "float32",
     "window_width": "float32",
+    "instance_number": "float64",
+    "slice_location": "float64",
 }
+UID_KEYWORDS: Final[tuple[str, ...]] = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
 
 
 def image_id_for(path: str | os.PathLike[str], sop_instance_uid: str) -> str:
@@ -219,10 +238,12 @@ def numbers_of(raw: RawDataElement | None) -> list[float]:
 
 @dataclass(frozen=True)
 class PixelDataInfo:
-    """Where the Pixel Data element's value sits in the file."""
+    """Where the Pixel Data element's value sits in the data set stream, and how long it is."""
 
     value_offset: int
     length: int | None  # None: undefined length (encapsulated, compressed)
+    end: int  # stream offset just after the element (after the sequence delimiter if encapsulated)
+    fragment_bytes: int | None = None  # encapsulated: bytes in the image fragments (no offset table)
 
 
 def _read_elements(
@@ -234,7 +255,10 @@ def _read_elements(
     pydicom's generator ends quietly at end of file, even inside an element; here a data set
     that does not end exactly where its last element does raises `HeaderError(TRUNCATED)`.
     """
-    last = [0, stream.tell(), 0]  # tag, value offset, length of the last element walked over
+    start = stream.tell()
+    end = stream.seek(0, os.SEEK_END)
+    stream.seek(start)
+    last = [0, start, 0]  # tag, value offset, length of the last element walked over
     stopped: list[tuple[int, str | None, int]] = []
     tell = stream.tell
 
@@ -242,7 +266,13 @@ def _read_elements(
         if stop(tag):
             stopped.append((int(tag), vr, length))
             return True
-        last[:] = (tag, tell(), length)
+        offset = tell()
+        if length != 0xFFFFFFFF and offset + length > end:  # before pydicom reads (allocates) it
+            raise HeaderError(
+                ErrorKind.TRUNCATED,
+                f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) declares {length} bytes, the file holds {end - offset}",
+            )
+        last[:] = (tag, offset, length)
         return False
 
     elements = {
@@ -259,18 +289,63 @@ def _read_elements(
     return elements, stopped[0] if stopped else None
 
 
-def _open_dataset(fp: BinaryIO) -> tuple[BinaryIO, bool, bool, str]:
-    """Check the preamble, read the file meta; return (stream, implicit, little, transfer syntax)."""
+class _InflatedHead(BytesIO):
+    """The first bytes of an inflated data set, standing for all of it: seeking to the end gives
+    the whole inflated size (so Pixel Data can be checked against it) without holding it."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        super().__init__(head)
+        self.size = size
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_END:
+            return super().seek(self.size + offset - len(self.getbuffer()), os.SEEK_END)
+        return super().seek(offset, whence)
+
+
+def _inflate(fp: BinaryIO, limit: int, keep: int | None = None) -> BytesIO:
+    """The deflated data set inflated, refused once it would exceed `limit` bytes (a deflate
+    bomb costs at most `limit` bytes of memory, never what it expands to). With `keep`, only
+    the first `keep` bytes are held (the header) and the rest is only counted."""
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    parts: list[bytes] = []
+    size = kept = 0
+    while not inflater.eof:
+        chunk = inflater.unconsumed_tail or fp.read(1 << 20)
+        if not chunk:
+            break
+        part = inflater.decompress(chunk, min(1 << 20, limit + 1 - size))
+        size += len(part)
+        if size > limit:
+            raise LimitError(f"the deflated data set inflates to more than {limit} bytes")
+        if keep is None or kept < keep:
+            part = part if keep is None else part[: keep - kept]
+            parts.append(part)
+            kept += len(part)
+    if keep is not None:
+        return _InflatedHead(b"".join(parts), size)
+    return BytesIO(b"".join(parts))  # BytesIO shares the joined bytes: no second copy
+
+
+def _open_dataset(
+    fp: BinaryIO, limits: PixelLimits = DEFAULT_LIMITS, *, all_meta: bool = False
+) -> tuple[BinaryIO, bool, bool, str, dict[int, RawDataElement]]:
+    """Check the preamble, read the file meta; return (data set stream, implicit, little,
+    transfer syntax, raw file meta elements: all with `all_meta`, else the transfer syntax).
+    A deflated data set is inflated within `limits`."""
     preamble = fp.read(132)
     if len(preamble) < 132 or preamble[128:132] != b"DICM":
         raise HeaderError(ErrorKind.NOT_DICOM, "no 'DICM' prefix at byte 128")
-    meta, _ = _read_elements(fp, False, True, lambda tag: tag >> 16 != 2, [_TRANSFER_SYNTAX_TAG])
+    meta, _ = _read_elements(
+        fp, False, True, lambda tag: tag >> 16 != 2, None if all_meta else [_TRANSFER_SYNTAX_TAG]
+    )
     syntax = text_of(meta.get(_TRANSFER_SYNTAX_TAG))
     if not syntax:
         raise HeaderError(ErrorKind.MISSING_TAG, "TransferSyntaxUID (file meta)")
     stream = fp
     if syntax == DeflatedExplicitVRLittleEndian:
-        stream = BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))
+        # a Dataset needs every byte; the header scan only the header (the rest is counted)
+        stream = _inflate(fp, limits.max_dataset_bytes, None if all_meta else limits.max_header_bytes + 64)
     little = syntax != ExplicitVRBigEndian
     # Like pydicom: trust the bytes over the declared syntax for implicit/explicit VR.
     start = stream.tell()
@@ -279,48 +354,139 @@ def _open_dataset(fp: BinaryIO) -> tuple[BinaryIO, bool, bool, str]:
     implicit = syntax == ImplicitVRLittleEndian
     if len(head) == 6:
         implicit = not (65 <= head[4] <= 90 and 65 <= head[5] <= 90)
-    return stream, implicit, little, syntax
+    return stream, implicit, little, syntax, meta
 
 
-def _check_pixel_data(stream: BinaryIO, info: PixelDataInfo, little: bool) -> None:
-    """Raise `HeaderError(TRUNCATED)` when the file ends before its Pixel Data does."""
-    end = stream.seek(0, os.SEEK_END)
-    if info.length is not None:
-        if info.value_offset + info.length > end:
+_ITEM_TAG_LE: Final[bytes] = b"\xfe\xff\x00\xe0"
+
+
+def _encapsulated_end(stream: BinaryIO, value_offset: int, file_end: int) -> tuple[int, int]:
+    """Walk the items of encapsulated Pixel Data (headers only, values skipped by seeking):
+    (offset after the sequence delimiter, bytes in the fragments after the offset table).
+    `HeaderError(TRUNCATED)` when the file ends first, `UNREADABLE` on a malformed item."""
+    position = value_offset
+    fragments = 0
+    first = True
+    while True:
+        if position + 8 > file_end:
+            raise HeaderError(ErrorKind.TRUNCATED, "encapsulated PixelData has no end")
+        stream.seek(position)
+        header = stream.read(8)
+        if header == _SEQUENCE_DELIMITER_LE:
+            return position + 8, fragments
+        if header[:4] != _ITEM_TAG_LE:
+            raise HeaderError(ErrorKind.UNREADABLE, f"encapsulated PixelData: no item at byte {position}")
+        (length,) = struct.unpack("<I", header[4:])
+        if length == 0xFFFFFFFF:
+            raise HeaderError(ErrorKind.UNREADABLE, "encapsulated PixelData: item of undefined length")
+        position += 8 + length
+        if not first:
+            fragments += length
+        first = False
+
+
+def _pixel_data_info(
+    stream: BinaryIO, value_offset: int, length: int, little: bool
+) -> PixelDataInfo:
+    """Where Pixel Data ends; `HeaderError(TRUNCATED)` when the file ends before it does."""
+    file_end = stream.seek(0, os.SEEK_END)
+    if length != 0xFFFFFFFF:
+        if value_offset + length > file_end:
             raise HeaderError(
                 ErrorKind.TRUNCATED,
-                f"PixelData needs {info.length} bytes, the file holds {end - info.value_offset}",
+                f"PixelData needs {length} bytes, the file holds {file_end - value_offset}",
             )
-        return
-    stream.seek(end - 8)
-    if little and stream.read(8) == _SEQUENCE_DELIMITER_LE:
-        return
-    stream.seek(info.value_offset)
-    try:  # the delimiter is not last (trailing elements): look for it like pydicom does
-        read_undefined_length_value(stream, little, SequenceDelimiterTag, defer_size=1)
-    except EOFError as error:
-        raise HeaderError(ErrorKind.TRUNCATED, "encapsulated PixelData has no end") from error
+        return PixelDataInfo(value_offset, length, value_offset + length)
+    if not little:
+        raise HeaderError(ErrorKind.UNSUPPORTED, "encapsulated PixelData in a big endian data set")
+    end, fragments = _encapsulated_end(stream, value_offset, file_end)
+    return PixelDataInfo(value_offset, None, end, fragments)
 
 
 def _is_pixel_data(tag: int) -> bool:
     return tag == _PIXEL_DATA_TAG or tag in _FLOAT_PIXEL_TAGS
 
 
-def _scan(fp: BinaryIO) -> tuple[dict[int, RawDataElement], str, PixelDataInfo | None]:
-    """The raw `HEADER_TAGS` elements, the transfer syntax and where Pixel Data is."""
-    stream, implicit, little, syntax = _open_dataset(fp)
-    elements, pixels = _read_elements(stream, implicit, little, _is_pixel_data, _HEADER_TAG_LIST)
+@dataclass
+class Scan:
+    """One file's data set, located: the raw elements among the wanted tags, the transfer
+    syntax, the data set stream (inflated when deflated) and where its Pixel Data is."""
+
+    elements: dict[int, RawDataElement]
+    syntax: str
+    pixels: PixelDataInfo | None
+    stream: BinaryIO
+    start: int  # stream offset of the first data set element
+    implicit: bool
+    little: bool
+    meta: dict[int, RawDataElement]
+
+
+def _scan(
+    fp: BinaryIO,
+    tags: list[int] | None = None,
+    limits: PixelLimits = DEFAULT_LIMITS,
+    *,
+    all_meta: bool = False,
+) -> Scan:
+    """The raw elements among `tags` (default `HEADER_TAGS`), the syntax and where Pixel Data is."""
+    stream, implicit, little, syntax, meta = _open_dataset(fp, limits, all_meta=all_meta)
+    start = stream.tell()
+    elements, pixels = _read_elements(
+        stream, implicit, little, _is_pixel_data, _HEADER_TAG_LIST if tags is None else tags
+    )
     if pixels is None:
-        return elements, syntax, None
+        return Scan(elements, syntax, None, stream, start, implicit, little, meta)
     tag, vr, length = pixels
     if tag in _FLOAT_PIXEL_TAGS:
         raise HeaderError(
             ErrorKind.UNSUPPORTED, f"{_FLOAT_PIXEL_TAGS[tag]} (not integer CT pixels)"
         )
     header = 8 if implicit or vr not in _LENGTH_32_VRS else 12
-    info = PixelDataInfo(stream.tell() + header, None if length == 0xFFFFFFFF else length)
-    _check_pixel_data(stream, info, little)
-    return elements, syntax, info
+    value_offset = stream.tell() + header
+    if value_offset - start > limits.max_header_bytes:
+        raise LimitError(
+            f"{value_offset - start} bytes of header before PixelData (limit {limits.max_header_bytes})"
+        )
+    info = _pixel_data_info(stream, value_offset, length, little)
+    return Scan(elements, syntax, info, stream, start, implicit, little, meta)
+
+
+@contextmanager
+def as_header_errors(part: str) -> Iterator[None]:
+    """Turn every failure of reading a file into one `HeaderError` (kind + one-line reason).
+
+    `part` names what was being read in the truncation message ("header", "data set"). Memory
+    errors pass through: they are the environment's, not the file's.
+    """
+    try:
+        yield
+    except HeaderError:
+        raise
+    except LimitError as error:
+        raise HeaderError(ErrorKind.LIMIT, str(error)) from error
+    except NotRegularFile as error:
+        raise HeaderError(ErrorKind.NOT_REGULAR, str(error)) from error
+    except OSError as error:
+        raise HeaderError(ErrorKind.UNREADABLE, error.strerror or str(error)) from error
+    except (EOFError, struct.error) as error:
+        raise HeaderError(ErrorKind.TRUNCATED, f"{part} ends early ({error})") from error
+    except MemoryError:
+        raise
+    except Exception as error:  # pydicom raises many kinds on garbage; all mean "unreadable"
+        raise HeaderError(ErrorKind.UNREADABLE, f"{type(error).__name__}: {error}") from error
+
+
+def _scan_file(
+    path: str, tags: list[int] | None = None, limits: PixelLimits = DEFAULT_LIMITS
+) -> Scan:
+    """`_scan` of the file at `path` (its stream read into memory only when inflated), every
+    failure turned into a `HeaderError`."""
+    with as_header_errors("header"), open_regular(path) as fp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns on odd values we decode ourselves
+        scan = _scan(fp, tags, limits)
+        scan.stream = BytesIO() if scan.stream is fp else scan.stream  # fp closes here
+        return scan
 
 
 def _has_value(raw: RawDataElement | None) -> bool:
@@ -361,32 +527,63 @@ def _check_is_ct(elements: dict[int, RawDataElement]) -> None:
         raise HeaderError(ErrorKind.MISSING_TAG, "Modality and SOPClassUID (cannot tell it is CT)")
 
 
-def _scan_file(path: str) -> tuple[dict[int, RawDataElement], str, PixelDataInfo | None]:
-    """`_scan` of the file at `path`, every failure turned into a `HeaderError`."""
+def check_pixel_data(
+    pixels: PixelDataInfo,
+    syntax: str,
+    rows: int,
+    columns: int,
+    bits_allocated: int,
+    frames: int = 1,
+    samples: int = 1,
+    limits: PixelLimits = DEFAULT_LIMITS,
+) -> None:
+    """The declared image against `limits` and against the Pixel Data bytes present, before any
+    decoding: `HeaderError` (LIMIT, TRUNCATED or INVALID_TAG) naming the limit or the mismatch."""
     try:
-        with open(path, "rb") as fp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # pydicom warns on odd values we decode ourselves
-            return _scan(fp)
-    except HeaderError:
-        raise
-    except OSError as error:
-        raise HeaderError(ErrorKind.UNREADABLE, error.strerror or str(error)) from error
-    except (EOFError, struct.error) as error:
-        raise HeaderError(ErrorKind.TRUNCATED, f"header ends early ({error})") from error
-    except Exception as error:  # pydicom raises many kinds on garbage; all mean "unreadable"
-        raise HeaderError(ErrorKind.UNREADABLE, f"{type(error).__name__}: {error}") from error
+        decoded = limits.check_geometry(rows, columns, bits_allocated, frames, samples)
+        native = syntax in _NATIVE_SYNTAXES
+        if native != (pixels.length is not None):
+            what = "encapsulated" if native else "native"
+            raise HeaderError(ErrorKind.INVALID_TAG, f"{what} PixelData in transfer syntax {syntax}")
+        if pixels.length is not None:
+            if pixels.length < decoded:
+                raise HeaderError(
+                    ErrorKind.TRUNCATED,
+                    f"PixelData holds {pixels.length} bytes, {rows}x{columns}x{bits_allocated} bits need {decoded}",
+                )
+            limits.check_native_length(pixels.length, decoded)
+        else:
+            limits.check_encapsulated_length(pixels.fragment_bytes or 0, decoded)
+    except LimitError as error:
+        raise HeaderError(ErrorKind.LIMIT, str(error)) from error
 
 
-def read_header(path: str | os.PathLike[str]) -> dict[str, object]:
+def _optional_numbers(elements: dict[int, RawDataElement], keyword: str, count: int) -> list[float]:
+    """`count` numbers of an optional tag: NaNs when absent or empty, INVALID_TAG when unreadable."""
+    if not _has_value(elements.get(HEADER_TAGS[keyword])):
+        return [math.nan] * count
+    return _require_numbers(elements, keyword, count)
+
+
+def read_header(
+    path: str | os.PathLike[str], limits: PixelLimits = DEFAULT_LIMITS
+) -> dict[str, object]:
     """Read one file's header into a row of `HEADER_COLUMNS`; raise `HeaderError` if unusable."""
     path = os.fspath(path)
-    elements, syntax, pixels = _scan_file(path)
+    if not is_utf8_path(path):  # it could not be stored in the manifest nor found again from it
+        raise HeaderError(ErrorKind.NAME, "not valid UTF-8 (rename the file)")
+    scan = _scan_file(path, limits=limits)
+    elements, syntax, pixels = scan.elements, scan.syntax, scan.pixels
     _check_is_ct(elements)
     missing = [kw for kw in REQUIRED_TAGS if not _has_value(elements.get(HEADER_TAGS[kw]))]
     if pixels is None:
         missing.append("PixelData")
     if missing:
         raise HeaderError(ErrorKind.MISSING_TAG, ", ".join(missing))
+    uids = {keyword: text_of(elements[HEADER_TAGS[keyword]]) for keyword in UID_KEYWORDS}
+    for keyword, uid in uids.items():  # they name files and folders later: never a path
+        if not is_safe_component(uid):
+            raise HeaderError(ErrorKind.INVALID_TAG, f"{keyword} {uid[:80]!r} is not a UID")
 
     frames = _first(numbers_of(elements.get(HEADER_TAGS["NumberOfFrames"])))
     if frames > 1:
@@ -398,14 +595,14 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, object]:
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise HeaderError(ErrorKind.UNSUPPORTED, f"PhotometricInterpretation {photometric!r}")
 
-    ipp = _require_numbers(elements, "ImagePositionPatient", 3)
+    ipp = _optional_numbers(elements, "ImagePositionPatient", 3)
     iop = _require_numbers(elements, "ImageOrientationPatient", 6)
     rows, columns, bits_allocated, bits_stored, pixel_representation = (
         int(_require_numbers(elements, kw, 1)[0])
         for kw in ("Rows", "Columns", "BitsAllocated", "BitsStored", "PixelRepresentation")
     )
-    slope = _require_numbers(elements, "RescaleSlope", 1)[0]
-    intercept = _require_numbers(elements, "RescaleIntercept", 1)[0]
+    slope = _optional_numbers(elements, "RescaleSlope", 1)[0]
+    intercept = _optional_numbers(elements, "RescaleIntercept", 1)[0]
     if rows <= 0 or columns <= 0:
         raise HeaderError(ErrorKind.INVALID_TAG, f"matrix {rows}x{columns}")
     if bits_allocated not in (8, 16, 32) or not 0 < bits_stored <= bits_allocated:
@@ -416,22 +613,17 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, object]:
         raise HeaderError(ErrorKind.INVALID_TAG, f"PixelRepresentation={pixel_representation}")
     if slope == 0:
         raise HeaderError(ErrorKind.INVALID_TAG, "RescaleSlope=0")
-    expected = rows * columns * bits_allocated // 8
-    if syntax in _NATIVE_SYNTAXES and pixels.length is not None and pixels.length < expected:
-        raise HeaderError(
-            ErrorKind.TRUNCATED,
-            f"PixelData holds {pixels.length} bytes, {rows}x{columns}x{bits_allocated} bits need {expected}",
-        )
+    check_pixel_data(pixels, syntax, rows, columns, bits_allocated, limits=limits)
 
     spacing = numbers_of(elements.get(HEADER_TAGS["PixelSpacing"]))
-    sop_instance_uid = text_of(elements[HEADER_TAGS["SOPInstanceUID"]])
+    sop_instance_uid = uids["SOPInstanceUID"]
     return {
         "path": os.path.abspath(path),
         "image_id": image_id_for(path, sop_instance_uid),
         "sop_instance_uid": sop_instance_uid,
         "patient_id": text_of(elements.get(HEADER_TAGS["PatientID"])),
-        "study_instance_uid": text_of(elements[HEADER_TAGS["StudyInstanceUID"]]),
-        "series_instance_uid": text_of(elements[HEADER_TAGS["SeriesInstanceUID"]]),
+        "study_instance_uid": uids["StudyInstanceUID"],
+        "series_instance_uid": uids["SeriesInstanceUID"],
         "ipp_x": ipp[0],
         "ipp_y": ipp[1],
         "ipp_z": ipp[2],
@@ -455,6 +647,8 @@ def read_header(path: str | os.PathLike[str]) -> dict[str, object]:
         "transfer_syntax_uid": syntax,
         "window_center": _first(numbers_of(elements.get(HEADER_TAGS["WindowCenter"]))),
         "window_width": _first(numbers_of(elements.get(HEADER_TAGS["WindowWidth"]))),
+        "instance_number": _first(numbers_of(elements.get(HEADER_TAGS["InstanceNumber"]))),
+        "slice_location": _first(numbers_of(elements.get(HEADER_TAGS["SliceLocation"]))),
     }
 
 
@@ -493,7 +687,7 @@ def read_header_chunk(paths: Sequence[str | os.PathLike[str]]) -> HeaderChunk:
         try:
             rows.append(read_header(path))
         except HeaderError as error:
-            errors.append((os.path.abspath(path), str(error)))
+            errors.append((printable_path(os.path.abspath(path)), str(error)))
     columns = {
         name: np.array([row[name] for row in rows], dtype=object if dtype == "str" else dtype)
         for name, dtype in HEADER_COLUMNS.items()

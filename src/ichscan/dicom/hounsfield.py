@@ -43,6 +43,8 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
+from ichscan.dicom.limits import DEFAULT_LIMITS, PixelLimits
+
 HU_MIN: Final[int] = -1024
 HU_MAX: Final[int] = int(np.iinfo(np.int16).max)
 
@@ -51,6 +53,15 @@ RSNA_FIX_OFFSET: Final[int] = 1000
 RSNA_FIX_MODULUS: Final[int] = 4096
 RSNA_FIX_INTERCEPT: Final[float] = -1000.0
 RSNA_FIX_MIN_INTERCEPT: Final[float] = -100.0
+
+# Missing RescaleSlope/RescaleIntercept: the usual CT convention 1 / −1024, applied only when the
+# stored values prove it (`default_rescale_refusal`): unsigned, at most 12 bits of values (≤ 4095,
+# so HU ≤ 3071) and air where air must be (a head slice is surrounded by air: at least
+# `DEFAULT_RESCALE_MIN_AIR` of its pixels stored at ≤ `DEFAULT_RESCALE_AIR_STORED`, i.e. ≤ −924 HU).
+DEFAULT_RESCALE: Final[tuple[float, float]] = (1.0, -1024.0)
+DEFAULT_RESCALE_AIR_STORED: Final[int] = 100
+DEFAULT_RESCALE_MIN_AIR: Final[float] = 0.05
+DEFAULT_RESCALE_MAX_STORED: Final[int] = 4095
 
 # Uncompressed transfer syntaxes whose Pixel Data bytes can be viewed directly: byte order.
 _NATIVE_BYTE_ORDER: Final[dict[str, str]] = {
@@ -94,8 +105,8 @@ class PixelFormat:
     bits_stored: int
     pixel_representation: int
     photometric_interpretation: str
-    slope: float
-    intercept: float
+    slope: float | None  # None: RescaleSlope and RescaleIntercept absent (see DEFAULT_RESCALE)
+    intercept: float | None
     transfer_syntax: str | None
 
 
@@ -106,8 +117,10 @@ def _required(ds: Dataset, keyword: str) -> int:
     return int(value)
 
 
-def pixel_format(ds: Dataset) -> PixelFormat:
-    """Read the pixel-describing tags; ValueError naming what is missing or unsupported."""
+def pixel_format(ds: Dataset, limits: PixelLimits = DEFAULT_LIMITS) -> PixelFormat:
+    """Read the pixel-describing tags; ValueError naming what is missing, unsupported or beyond
+    `limits` (checked here too, so a data set from anywhere, e.g. the network, is bounded before
+    it is decoded)."""
     if "PixelData" not in ds:
         raise ValueError("no Pixel Data")
     frames = int(ds.get("NumberOfFrames") or 1)
@@ -117,12 +130,16 @@ def pixel_format(ds: Dataset) -> PixelFormat:
     if samples != 1:
         raise ValueError(f"{samples} samples per pixel, expected a greyscale image")
     bits_allocated = _required(ds, "BitsAllocated")
+    rows, columns = _required(ds, "Rows"), _required(ds, "Columns")
+    decoded = limits.check_geometry(rows, columns, bits_allocated, frames, samples)
     slope, intercept = rescale_of(ds)
     file_meta = getattr(ds, "file_meta", None)
     syntax = file_meta.get("TransferSyntaxUID") if file_meta is not None else None
+    if syntax is not None and str(syntax) not in _NATIVE_BYTE_ORDER:
+        limits.check_encapsulated_length(len(ds.PixelData), decoded)
     return PixelFormat(
-        rows=_required(ds, "Rows"),
-        columns=_required(ds, "Columns"),
+        rows=rows,
+        columns=columns,
         bits_allocated=bits_allocated,
         bits_stored=int(ds.get("BitsStored") or bits_allocated),
         pixel_representation=_required(ds, "PixelRepresentation"),
@@ -159,9 +176,12 @@ def stored_values(ds: Dataset, layout: PixelFormat | None = None) -> NDArray[np.
 
     try:
         values = ds.pixel_array
-    except Exception as error:  # pydicom raises many types; keep the reason, one line
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as error:  # noqa: BLE001 - pydicom raises many types, and the Rust
+        # decoders' PyO3 panics (e.g. on damaged RLE) derive from BaseException: all mean "bad file"
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"cannot decode pixel data ({syntax}): {reason}") from error
+        raise ValueError(f"cannot decode pixel data ({syntax}): {type(error).__name__}: {reason}") from error
     if values.shape != (rows, columns):
         raise ValueError(f"decoded pixel array has shape {values.shape}, expected {(rows, columns)}")
     return keep_stored_bits(values, bits_stored, signed)
@@ -253,14 +273,35 @@ def hounsfield_from_stored(
     return out
 
 
-def rescale_of(ds: Dataset) -> tuple[float, float]:
-    """(RescaleSlope, RescaleIntercept); (1, 0) when absent, as pydicom's `apply_rescale`."""
+def rescale_of(ds: Dataset) -> tuple[float, float] | tuple[None, None]:
+    """(RescaleSlope, RescaleIntercept); (None, None) when both are absent (then
+    `default_rescale_refusal` decides); ValueError when only one is present."""
     slope = ds.get("RescaleSlope")
     intercept = ds.get("RescaleIntercept")
-    return (
-        float(slope) if slope not in (None, "") else 1.0,
-        float(intercept) if intercept not in (None, "") else 0.0,
-    )
+    absent = slope in (None, ""), intercept in (None, "")
+    if all(absent):
+        return None, None
+    if any(absent):
+        raise ValueError(f"lacks {'RescaleSlope' if absent[0] else 'RescaleIntercept'} (the other is present)")
+    return float(slope), float(intercept)
+
+
+def default_rescale_refusal(stored: NDArray[np.integer], pixel_representation: int) -> str | None:
+    """None when the stored values prove the 1 / −1024 default rescale of a CT slice without
+    RescaleSlope/RescaleIntercept (see `DEFAULT_RESCALE`); else why it is refused, one line."""
+    if pixel_representation != 0:
+        return "RescaleSlope/RescaleIntercept absent and the stored values are signed (no default applies)"
+    if stored.size == 0:
+        return "RescaleSlope/RescaleIntercept absent and no pixels"
+    highest = int(stored.max())
+    if highest > DEFAULT_RESCALE_MAX_STORED:
+        return (f"RescaleSlope/RescaleIntercept absent and stored values reach {highest} "
+                f"(the 1/-1024 default needs 12-bit values, at most {DEFAULT_RESCALE_MAX_STORED})")
+    air = float(np.count_nonzero(stored <= DEFAULT_RESCALE_AIR_STORED)) / stored.size
+    if air < DEFAULT_RESCALE_MIN_AIR:
+        return (f"RescaleSlope/RescaleIntercept absent and only {air:.1%} of pixels are at air "
+                f"(stored <= {DEFAULT_RESCALE_AIR_STORED}); the 1/-1024 default is not proven")
+    return None
 
 
 def to_hounsfield(
@@ -269,18 +310,28 @@ def to_hounsfield(
     invert_monochrome1: bool = False,
     clip: tuple[int, int] = (HU_MIN, HU_MAX),
     out: NDArray[np.int16] | None = None,
+    limits: PixelLimits = DEFAULT_LIMITS,
 ) -> NDArray[np.int16]:
     """Hounsfield units of one CT slice as an int16 ``(rows, columns)`` array (into `out`).
 
     stored × RescaleSlope + RescaleIntercept with the RSNA 12-bit fix; MONOCHROME1 is inverted
-    only with ``invert_monochrome1=True`` (see the module docstring for why). Raises `ValueError`
-    with a one-line reason when the pixels cannot be read.
+    only with ``invert_monochrome1=True`` (see the module docstring for why). Without
+    RescaleSlope/RescaleIntercept the 1/−1024 default applies only when the stored values prove it
+    (`default_rescale_refusal`). Raises `ValueError` with a one-line reason when the pixels cannot
+    be read or exceed `limits`.
     """
-    layout = pixel_format(ds)
+    layout = pixel_format(ds, limits)
+    stored = stored_values(ds, layout)
+    slope, intercept = layout.slope, layout.intercept
+    if slope is None or intercept is None:
+        refusal = default_rescale_refusal(stored, layout.pixel_representation)
+        if refusal is not None:
+            raise ValueError(refusal)
+        slope, intercept = DEFAULT_RESCALE
     return hounsfield_from_stored(
-        stored_values(ds, layout),
-        slope=layout.slope,
-        intercept=layout.intercept,
+        stored,
+        slope=slope,
+        intercept=intercept,
         bits_stored=layout.bits_stored,
         pixel_representation=layout.pixel_representation,
         invert=invert_monochrome1 and layout.photometric_interpretation == "MONOCHROME1",

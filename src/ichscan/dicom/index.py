@@ -40,8 +40,8 @@ from ichscan.dicom.headers import (
     reason_kind,
 )
 from ichscan.dicom.labels import LabelJoin, LabelTable, join_labels, read_rsna_labels
-from ichscan.dicom.order import order_slices
-from ichscan.files import atomic_path
+from ichscan.dicom.order import order_slices, series_warnings
+from ichscan.files import atomic_path, die_with_parent
 from ichscan.labels import LABELS
 
 NOT_DICOM_SUFFIXES: Final[frozenset[str]] = frozenset(
@@ -84,6 +84,8 @@ MANIFEST_COLUMNS: Final[dict[str, str]] = {
     "transfer_syntax_uid": "str",
     "window_center": "float32",
     "window_width": "float32",
+    "segment": "int32",
+    "ordered_by": "str",
     "path": "str",
 }
 MIN_CHUNK: Final[int] = 32
@@ -101,6 +103,7 @@ class IndexResult:
     skipped: list[str] = field(default_factory=list)  # not read: obviously not DICOM
     labels: LabelTable | None = None
     label_join: LabelJoin | None = None
+    warnings: pd.DataFrame = field(default_factory=lambda: series_warnings(pd.DataFrame()))
 
     def summary(self) -> dict[str, int]:
         """Counts for the report: files, slices, series, studies, patients, errors, joins."""
@@ -112,6 +115,7 @@ class IndexResult:
             "studies": self.manifest["study_instance_uid"].nunique(),
             "patients": self.manifest["patient_id"].nunique(),
             "errors": len(self.errors),
+            "series with warnings": self.warnings["series_instance_uid"].nunique(),
         }
         if self.label_join is not None and self.labels is not None:
             counts |= {
@@ -160,9 +164,15 @@ def _chunks(paths: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def _pool(workers: int) -> Executor:
-    """A process pool; `fork` on Linux (workers start in milliseconds with pydicom loaded)."""
+    """A process pool; `fork` on Linux (workers start in milliseconds with pydicom loaded).
+    Workers die with the parent, even when it is killed (`ichscan.files.die_with_parent`)."""
     method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context(method),
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
+    )
 
 
 def default_workers() -> int:
@@ -247,6 +257,7 @@ def index_folder(
         skipped=skipped,
         labels=labels,
         label_join=label_join,
+        warnings=series_warnings(manifest),
     )
 
 
@@ -257,14 +268,17 @@ def sidecar_path(manifest_path: str | os.PathLike[str], kind: str) -> Path:
 
 
 def write_manifest(result: IndexResult, path: str | os.PathLike[str]) -> list[Path]:
-    """Write the manifest Parquet, `<stem>.errors.csv` (always, maybe empty) and, when labels
-    were joined, `<stem>.label_issues.csv` (`image_id, reason`), each atomically; return the paths.
+    """Write the manifest Parquet, `<stem>.errors.csv` and `<stem>.warnings.csv` (always, maybe
+    empty: `series_instance_uid, warning` of fallback orders and gaps) and, when labels were
+    joined, `<stem>.label_issues.csv` (`image_id, reason`), each atomically; return the paths.
     """
-    written = [Path(path), sidecar_path(path, "errors")]
+    written = [Path(path), sidecar_path(path, "errors"), sidecar_path(path, "warnings")]
     with atomic_path(written[0]) as tmp:
         result.manifest.to_parquet(tmp, index=False)
     with atomic_path(written[1]) as tmp:
         result.errors.to_csv(tmp, index=False)
+    with atomic_path(written[2]) as tmp:
+        result.warnings.to_csv(tmp, index=False)
     if result.labels is not None and result.label_join is not None:
         without_dicom = pd.DataFrame(
             {
@@ -274,7 +288,7 @@ def write_manifest(result: IndexResult, path: str | os.PathLike[str]) -> list[Pa
         )
         issues = pd.concat([result.labels.issues(), without_dicom], ignore_index=True)
         written.append(sidecar_path(path, "label_issues"))
-        with atomic_path(written[2]) as tmp:
+        with atomic_path(written[-1]) as tmp:
             issues.to_csv(tmp, index=False)
     return written
 

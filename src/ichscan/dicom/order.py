@@ -17,6 +17,15 @@ go to the error table with the rule named, and later rules see only the files st
    the series is reported (no majority to trust).
 4. duplicate position: slices of one series closer than `DUPLICATE_POSITION_MM` along the
    normal: every file of such a cluster is reported (which copy is right cannot be known).
+
+Fallback order: a series where some slice lacks ImagePositionPatient is ordered by SliceLocation
+(mm) when every slice has one, else by InstanceNumber (× SliceThickness when known), and
+`ordered_by` says which; without either, its files are reported (`missing tag`).
+
+Gaps: a series that lost a slice (a removed file lay between two kept ones, or the step between
+neighbours exceeds `GAP_FACTOR` × the series' median step) is split into segments: `segment`
+numbers them 0, 1, … along the series. The 2.5D neighbours of a slice never cross a segment
+boundary (`ichscan.prepare.cache.segment_bounds`), and `series_warnings` reports every gap.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from ichscan.dicom.headers import ErrorKind, error_frame, header_arrays
 
 DUPLICATE_POSITION_MM: Final[float] = 0.01
 NORMAL_DECIMALS: Final[int] = 2
+GAP_FACTOR: Final[float] = 1.5  # a step this much larger than the series' median step is a gap
+ORDERED_BY: Final[tuple[str, ...]] = ("position", "slice_location", "instance_number")
 
 
 def slice_normals(orientation: np.ndarray) -> np.ndarray:
@@ -139,11 +150,94 @@ SERIES_RULES: Final[tuple[SeriesRule, ...]] = (
 )
 
 
+def _fallback_positions(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(position, ordered_by, unorderable) for every row: IPP · n where every slice of the series
+    has IPP, else SliceLocation, else InstanceNumber (× SliceThickness when finite); rows of a
+    series with none of these are `unorderable`."""
+    series = frame["series_instance_uid"]
+    has_ipp = frame[["ipp_x", "ipp_y", "ipp_z"]].notna().all(axis=1)
+    all_ipp = has_ipp.groupby(series).transform("all").to_numpy()
+    all_location = frame["slice_location"].notna().groupby(series).transform("all").to_numpy()
+    all_number = frame["instance_number"].notna().groupby(series).transform("all").to_numpy()
+    thickness = frame["slice_thickness"].astype("float64").to_numpy()
+    by_number = frame["instance_number"].to_numpy(np.float64) * np.where(
+        np.isfinite(thickness) & (thickness > 0), thickness, 1.0
+    )
+    position = np.where(
+        all_ipp,
+        frame["position"].to_numpy(np.float64),
+        np.where(all_location, frame["slice_location"].to_numpy(np.float64), by_number),
+    )
+    ordered_by = np.where(
+        all_ipp, ORDERED_BY[0], np.where(all_location, ORDERED_BY[1], ORDERED_BY[2])
+    ).astype(object)
+    unorderable = ~all_ipp & ~all_location & ~all_number
+    return position, ordered_by, unorderable
+
+
+def _segments(kept: pd.DataFrame, removed: pd.DataFrame) -> np.ndarray:
+    """Segment number of every kept row (sorted by series, position): a boundary before a slice
+    when a removed file of its series lay between it and the previous slice, or when its step
+    exceeds `GAP_FACTOR` × the series' median step."""
+    series = kept["series_instance_uid"].to_numpy()
+    position = kept["position"].to_numpy(np.float64)
+    new_series = np.ones(len(kept), dtype=bool)
+    new_series[1:] = series[1:] != series[:-1]
+    step = np.diff(position, prepend=np.nan)
+    step[new_series] = np.nan
+    median = pd.Series(step).groupby(series).transform("median").to_numpy()
+    with np.errstate(invalid="ignore"):
+        boundary = step > GAP_FACTOR * median
+    removed = removed[np.isfinite(removed["position"].to_numpy(np.float64))]
+    if len(removed):
+        starts = np.flatnonzero(new_series)
+        ends = np.append(starts[1:], len(kept))
+        first_row = dict(zip(series[starts], zip(starts, ends)))
+        for uid, lost in removed.groupby("series_instance_uid", sort=False)["position"]:
+            if uid not in first_row:
+                continue
+            start, end = first_row[uid]
+            kept_positions = position[start:end]
+            for value in lost.to_numpy(np.float64):
+                after = int(np.searchsorted(kept_positions, value + DUPLICATE_POSITION_MM))
+                before = int(np.searchsorted(kept_positions, value - DUPLICATE_POSITION_MM))
+                if before == after and 0 < after < len(kept_positions):  # strictly between two
+                    boundary[start + after] = True
+    boundary[new_series] = False
+    return pd.Series(boundary.astype(np.int32)).groupby(series).cumsum().to_numpy(np.int32)
+
+
+def series_warnings(manifest: pd.DataFrame) -> pd.DataFrame:
+    """One row per series with a fallback order or a gap: ``series_instance_uid, warning``."""
+    rows: list[tuple[str, str]] = []
+    if "ordered_by" in manifest.columns:
+        fallback = manifest[manifest["ordered_by"] != ORDERED_BY[0]]
+        for uid, group in fallback.groupby("series_instance_uid", sort=False):
+            what = "SliceLocation" if group["ordered_by"].iloc[0] == "slice_location" else "InstanceNumber"
+            rows.append((str(uid), f"ordered by {what}: ImagePositionPatient missing on some slices"))
+    if "segment" in manifest.columns:
+        gapped = manifest[manifest.groupby("series_instance_uid")["segment"].transform("max") > 0]
+        for uid, group in gapped.groupby("series_instance_uid", sort=False):
+            position = group["position"].to_numpy(np.float64)
+            starts = np.flatnonzero(np.diff(group["segment"].to_numpy()) > 0) + 1
+            steps = np.diff(position)
+            median = float(np.median(steps)) if len(steps) else float("nan")
+            where = ", ".join(
+                f"{position[k] - position[k - 1]:.2f} mm between slices {k - 1} and {k}" for k in starts
+            )
+            warning = (
+                f"gap: {len(starts)} hole(s) ({where}; median step {median:.2f} mm); "
+                "2.5D neighbours do not cross them"
+            )
+            rows.append((str(uid), warning))
+    return pd.DataFrame(rows, columns=["series_instance_uid", "warning"]).astype(str)
+
+
 def order_slices(headers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Apply the series rules and number the kept slices.
 
-    Returns (kept rows with `position`, `slice_index`, `n_slices`, sorted by series then
-    slice_index; errors `path, reason` of the removed files).
+    Returns (kept rows with `position`, `slice_index`, `n_slices`, `segment`, `ordered_by`,
+    sorted by series then slice_index; errors `path, reason` of the removed files).
     """
     ipp, iop = header_arrays(headers)
     normal = slice_normals(iop)
@@ -155,6 +249,7 @@ def order_slices(headers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         normal_z=rounded[:, 2],
     )
     errors: list[pd.DataFrame] = []
+    removed: list[pd.DataFrame] = []
 
     degenerate = np.isnan(normal).any(axis=1)
     errors.append(
@@ -165,6 +260,16 @@ def order_slices(headers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
     )
     frame = frame.loc[~degenerate]
+    position, ordered_by, unorderable = _fallback_positions(frame)
+    frame = frame.assign(position=position, ordered_by=ordered_by)
+    errors.append(
+        _errors(
+            frame.loc[unorderable],
+            ErrorKind.MISSING_TAG,
+            "ImagePositionPatient (and neither SliceLocation nor InstanceNumber on every slice of the series)",
+        )
+    )
+    frame = frame.loc[~unorderable]
 
     duplicated = frame["image_id"].duplicated(keep=False).to_numpy()
     errors.append(
@@ -174,11 +279,14 @@ def order_slices(headers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             "image_id " + frame.loc[duplicated, "image_id"] + " is in several files",
         )
     )
+    removed.append(frame.loc[duplicated, ["series_instance_uid", "position"]])
     frame = frame.loc[~duplicated]
 
     for rule in SERIES_RULES:
+        before = frame
         frame, rule_errors = _majority_rule(frame, rule)
         errors.append(rule_errors)
+        removed.append(before.loc[~before.index.isin(frame.index), ["series_instance_uid", "position"]])
 
     frame = frame.sort_values(["series_instance_uid", "position", "path"], kind="stable")
     gap = frame.groupby("series_instance_uid", sort=False)["position"].diff().abs()
@@ -193,11 +301,13 @@ def order_slices(headers: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
             + " mm",
         )
     )
+    removed.append(frame.loc[duplicate, ["series_instance_uid", "position"]])
     frame = frame.loc[~duplicate].drop(columns=["normal_x", "normal_y", "normal_z"])
 
     by_series = frame.groupby("series_instance_uid", sort=False)
     frame = frame.assign(
         slice_index=by_series.cumcount().astype(np.int32),
         n_slices=by_series["position"].transform("size").astype(np.int32),
+        segment=_segments(frame, pd.concat(removed, ignore_index=True)),
     ).reset_index(drop=True)
     return frame, pd.concat(errors, ignore_index=True)

@@ -25,6 +25,7 @@ from ichscan.metrics import roc_auc, threshold_metrics
 COMPARE_COLUMNS: tuple[str, ...] = (
     "run",
     "backbone",
+    "split",
     "params",
     "best_val_wll",
     "best_epoch",
@@ -37,6 +38,7 @@ COMPARE_COLUMNS: tuple[str, ...] = (
 HEADERS: dict[str, str] = {
     "run": "run",
     "backbone": "backbone",
+    "split": "split",
     "params": "params",
     "best_val_wll": "best val weighted log loss",
     "best_epoch": "best epoch",
@@ -109,26 +111,61 @@ def oof_summary(oof_path: Path) -> dict[str, float]:
     }
 
 
+def split_label(method: str, n_folds: int) -> str:
+    """``patient, 5 folds``: how a run's validation fold was drawn."""
+    return f"{method}, {n_folds} folds"
+
+
+def run_split(run_dir: Path, data: dict[str, object]) -> str:
+    """The split of a run: from its input contract when it has one, else its config's data.split."""
+    from ichscan.data.contract import ContractError, read_contract
+
+    try:
+        split = read_contract(run_dir).split
+    except ContractError:
+        split = None
+    if split is not None:
+        return split_label(split.method, split.n_folds)
+    raw = data.get("split") or {}
+    assert isinstance(raw, dict)
+    return split_label(str(raw.get("method", "?")), int(raw.get("n_folds", 0)))
+
+
 def summarize_run(run_dir: Path, notes: list[str] | None = None) -> dict[str, object]:
-    """One comparison row; RunReadError naming the file when config or metrics cannot be read.
+    """One comparison row (stage 1 or stage 2); RunReadError naming the file when config or
+    metrics cannot be read.
 
     A run without (readable) out-of-fold predictions keeps its row with AUC/F1 empty and a line
     in `notes` saying why.
     """
+    import yaml
+
     from ichscan.train import RunError, read_run_config
+    from ichscan.train.resolve import run_stage
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunReadError(f"{run_dir}: not a run directory")
     try:
-        config = read_run_config(run_dir)
-    except (RunError, ValueError) as error:
+        if run_stage(run_dir) == 2:
+            raw = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+            run_name, data = str(raw.get("name", "?")), dict(raw.get("data") or {})
+            sequence = (raw.get("sequence") or {}).get("name", "?")
+            backbone = (f"{(raw.get('model') or {}).get('backbone', '?')}+{sequence}"
+                        if raw.get("kind") == "cnn_lstm" else f"{sequence} (stage 2)")
+            params: float = math.nan
+        else:
+            config = read_run_config(run_dir)
+            run_name, backbone, data = config.name, config.model.backbone, config.data.model_dump(mode="json")
+            params = count_parameters(config)
+    except (RunError, ValueError, OSError) as error:
         raise RunReadError(str(error)) from error
-    name = f"{config.name}/{run_dir.name}" if run_dir.name.startswith("fold") else run_dir.name
+    name = f"{run_name}/{run_dir.name}" if run_dir.name.startswith("fold") else run_dir.name
     row: dict[str, object] = {
         "run": name,
-        "backbone": config.model.backbone,
-        "params": count_parameters(config),
+        "backbone": backbone,
+        "split": run_split(run_dir, data),
+        "params": params,
         **epoch_summary(run_dir / "metrics.csv"),
     }
     oof_path = run_dir / "oof.parquet"
@@ -146,15 +183,26 @@ def summarize_run(run_dir: Path, notes: list[str] | None = None) -> dict[str, ob
 def compare_runs(run_dirs: Sequence[Path]) -> Comparison:
     """The comparison table of `run_dirs`, best validation log loss first; unreadable runs are
     listed in `.errors` (one line each) instead of stopping the others, runs lacking out-of-fold
-    predictions keep their row and get a line in `.notes`."""
+    predictions keep their row and get a line in `.notes`.
+
+    Each entry is resolved like every command's ``RUN`` (`ichscan.train.resolve.resolve_run`): a
+    run folder gives one row per fold; runs still training (no best.ckpt yet) are compared too."""
+    from ichscan.train.resolve import RunError, resolve_run
+
     rows: list[dict[str, object]] = []
     errors: list[str] = []
     notes: list[str] = []
-    for run_dir in run_dirs:
+    for entry in run_dirs:
         try:
-            rows.append(summarize_run(Path(run_dir), notes))
-        except RunReadError as error:
+            folds = resolve_run(entry, finished=False).folds
+        except RunError as error:
             errors.append(str(error))
+            continue
+        for run_dir in folds:
+            try:
+                rows.append(summarize_run(Path(run_dir), notes))
+            except RunReadError as error:
+                errors.append(str(error))
     table = pd.DataFrame(rows, columns=list(COMPARE_COLUMNS))
     table = table.sort_values("best_val_wll", kind="stable").reset_index(drop=True)
     return Comparison(table, errors, notes)
@@ -165,7 +213,7 @@ def format_cell(column: str, value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     if column == "params":
-        return f"{int(value) / 1e6:.2f} M"  # type: ignore[call-overload]
+        return f"{float(value) / 1e6:.2f} M"  # type: ignore[call-overload]
     if column == "train_time_s":
         seconds = float(value)  # type: ignore[arg-type]
         return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -125,6 +125,19 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def triage_at(point: Any, study_true: np.ndarray, study_score: np.ndarray) -> dict[str, Any]:
+    """Study-level sensitivity and specificity of ICH (``any``) at a stored operating point."""
+    detected = point.detect(study_score)
+    positive = study_true >= 0.5
+    tp, fn = int((detected & positive).sum()), int((~detected & positive).sum())
+    tn, fp = int((~detected & ~positive).sum()), int((detected & ~positive).sum())
+    return {
+        "sensitivity": tp / (tp + fn) if tp + fn else None,
+        "specificity": tn / (tn + fp) if tn + fp else None,
+        "tp": tp, "fn": fn, "tn": tn, "fp": fp, "n_studies": int(len(positive)),
+    }
+
+
 def evaluate(
     predictions: Path | pd.DataFrame,
     labels: Path,
@@ -136,6 +149,8 @@ def evaluate(
     confidence: float = 0.95,
     figures: bool = True,
     progress: bool = True,
+    operating_point: Any = None,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Every metric of `ichscan.metrics`, slice and study level, with bootstrap intervals.
 
@@ -143,6 +158,10 @@ def evaluate(
     image is its own group. Writes OUT/metrics.json, the figures (roc_curves.png, pr_curves.png,
     calibration.png, confusion_matrices.png; skipped with `figures=False`) and OUT/report.html;
     returns the metrics.json content.
+
+    `operating_point` (the run's `OperatingPoint`, see `operating_point_for`): the study-level
+    sensitivity and specificity of ICH at it are reported under ``operating_point.evaluated``.
+    `split`: how the model's validation was drawn (e.g. ``patient, 5 folds``), shown in the report.
     """
     if n_bootstrap < 1:
         raise ValueError(f"n_bootstrap must be ≥ 1, got {n_bootstrap}")
@@ -176,6 +195,7 @@ def evaluate(
             "seed": seed,
             "confidence": confidence,
             "resampled_unit": "study" if has_studies else "image",
+            "split": split,
         },
         "counts": {
             "n_predictions": joined.n_predictions,
@@ -199,6 +219,12 @@ def evaluate(
             for label in LABELS
         }
 
+    if operating_point is not None:
+        metrics["operating_point"] = {
+            **operating_point.model_dump(mode="json"),
+            "evaluated": triage_at(operating_point, levels["study"][0][:, 0], levels["study"][1][:, 0])
+            if has_studies else None,
+        }
     out_dir.mkdir(parents=True, exist_ok=True)
     pictures = (
         {
@@ -218,3 +244,34 @@ def evaluate(
         tmp.write_text(json.dumps(metrics, indent=2, allow_nan=False) + "\n")
     write_report(metrics, pictures, out_dir / "report.html")
     return metrics
+
+
+def operating_point_for(predictions: Path | pd.DataFrame, model: str | Path | None = None,
+                        fold: int | None = None) -> tuple[Any, str | None]:
+    """The operating point and split label that apply to `predictions`: those of run `model`
+    (resolved like every command's RUN), else what `ichscan predict` recorded in the
+    ``studies.json`` next to a ``slices.parquet``; (None, None) when neither is known."""
+    from ichscan.train.operating_point import OperatingPoint
+
+    if model is not None:
+        from ichscan.data.contract import ContractError, read_contract
+        from ichscan.predict.pipeline import run_operating_point
+        from ichscan.train.resolve import resolve_run
+
+        resolved = resolve_run(model, fold)
+        try:
+            contract_split = read_contract(resolved.folds[0]).split
+        except ContractError:
+            contract_split = None
+        split = None if contract_split is None else f"{contract_split.method}, {contract_split.n_folds} folds"
+        return run_operating_point([model], fold), split
+    if isinstance(predictions, pd.DataFrame):
+        return None, None
+    studies = Path(predictions).with_name("studies.json")
+    try:
+        stored = json.loads(studies.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    point = stored.get("operating_point")
+    splits = {f"{s['method']}, {s['n_folds']} folds" for s in stored.get("splits") or [] if s}
+    return (OperatingPoint.model_validate(point) if point else None), ("; ".join(sorted(splits)) or None)

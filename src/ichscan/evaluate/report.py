@@ -94,6 +94,27 @@ def level_section(level: str, metrics: Mapping[str, Any]) -> str:
     )
 
 
+def operating_point_section(point: Mapping[str, Any] | None) -> str:
+    """The triage operating point: how it was chosen and the study-level result at it."""
+    if not point:
+        return "<h2>Triage operating point</h2><p>None recorded for these predictions.</p>"
+    chosen = (f"Chosen on {point['n_studies']} validation studies ({escape(point['source'])}) for sensitivity "
+              f"{point['target_sensitivity']:g}: ICH when P(ICH) ≥ {point['threshold']:.3f} (study max p(any) ≥ "
+              f"{point['score_threshold']:.4f}); there sensitivity {point['sensitivity']:.3f}, specificity "
+              f"{point['specificity']:.3f}.")
+    evaluated = point.get("evaluated")
+    if not evaluated:
+        return f"<h2>Triage operating point</h2><p>{chosen}</p><p>No study ids: not evaluated per study.</p>"
+
+    def share(value: float | None) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    rows = [("sensitivity", share(evaluated["sensitivity"]), f"{evaluated['tp']} of {evaluated['tp'] + evaluated['fn']}"),
+            ("specificity", share(evaluated["specificity"]), f"{evaluated['tn']} of {evaluated['tn'] + evaluated['fp']}")]
+    body = table([(name, [f"<td>{v}</td>", f"<td>{c}</td>"]) for name, v, c in rows], ["here", "value", "studies"])
+    return f"<h2>Triage operating point</h2><p>{escape(chosen)}</p>{body}"
+
+
 def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path]) -> str:
     """The full HTML page."""
     settings, counts = metrics["settings"], metrics["counts"]
@@ -109,6 +130,8 @@ def render_report(metrics: Mapping[str, Any], figures: Mapping[str, Path]) -> st
         ("labels without predictions", counts["n_labels_without_predictions"]),
     ]
     summary = table([(name, [f"<td>{escape(str(v))}</td>"]) for name, v in summary_rows], ["", "count"])
+    summary += f"<p>Model validated on a {escape(settings.get('split') or 'unknown')} split.</p>"
+    summary += operating_point_section(metrics.get("operating_point"))
     images = "".join(
         f'<h2>{escape(title)}</h2><img src="{escape(path.name)}" alt="{escape(title)}">'
         for title, path in figures.items()

@@ -4,6 +4,12 @@ For every explained slice and each class predicted present (probability ≥ thre
 none is) one figure ``OUT/<image_id>_<label>.png`` shows the brain-windowed slice, Grad-CAM,
 Grad-CAM++ and the input-gradient saliency; ``OUT/explanations.csv`` lists them with the peak
 position of every map.
+
+The maps are computed on the network's grid and mapped back onto the original DICOM matrix
+(`ichscan.data.contract.SliceGeometry`: the inverse of the cache's crop and both resizes) whenever
+the slice's DICOM file is at hand, so the overlay shows the original image where the network looked
+and the peaks are DICOM pixel coordinates (``grid`` = ``dicom``). Without the file (a cache given
+alone) figure and peaks stay on the network grid (``grid`` = ``network``).
 """
 
 from __future__ import annotations
@@ -27,11 +33,21 @@ from ichscan.explain.saliency import input_gradient_saliency
 from ichscan.files import atomic_path
 from ichscan.labels import LABELS
 
-__all__ = ["EXPLANATION_COLUMNS", "METHOD_TITLES", "explain_inputs", "explain_run", "explain_slices", "mask_to_input"]
+__all__ = ["EXPLANATION_COLUMNS", "METHOD_TITLES", "explain_inputs", "explain_method", "explain_run", "explain_slices", "mask_to_input"]
 
 METHOD_TITLES: Final[dict[str, str]] = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "saliency": "saliency"}
+METHOD_ALIASES: Final[dict[str, str]] = {"gradcampp": "gradcam++"}  # spellings a shell takes unquoted
+
+
+def explain_method(name: str) -> str:
+    """`gradcam`, `gradcampp` (or `gradcam++`), `saliency` → the method name of `METHOD_TITLES`;
+    ValueError naming the choices otherwise. The one table of explanation methods."""
+    method = METHOD_ALIASES.get(name, name)
+    if method not in METHOD_TITLES:
+        raise ValueError(f"explain method {name!r}: use gradcam, gradcampp or saliency")
+    return method
 EXPLANATION_COLUMNS: Final[tuple[str, ...]] = (
-    "image_id", "series_instance_uid", "slice_index", "label", "probability", "path",
+    "image_id", "series_instance_uid", "slice_index", "label", "probability", "path", "grid",
     *(f"{method}_peak_{axis}" for method in METHOD_TITLES for axis in ("y", "x")),
 )
 DISPLAY = ChannelSpec(windows=("brain",), offsets=(0,))
@@ -94,8 +110,9 @@ def explain_slices(
     peak columns of other methods are left empty). `probabilities` ``(len(slices), 6)``, when given
     (e.g. an ensemble's), choose the explained classes instead of the model's own sigmoid.
     """
-    from ichscan.predict.batches import iter_hu_batches
-    from ichscan.train.sequence import model_inputs
+    from ichscan.data.contract import to_input_grid
+    from ichscan.data.windows import apply_windows
+    from ichscan.data.batches import iter_hu_batches
 
     out_dir = Path(out_dir)
     offsets = tuple(loaded.channel_spec.offsets)
@@ -105,8 +122,7 @@ def explain_slices(
     batches = iter_hu_batches(Path(cache_dir), slices.reset_index(drop=True), offsets, batch_size)
     total = -(-len(slices) // batch_size)
     for rows, hu in track(batches, description="explain", total=total, disable=not progress, transient=True):
-        hu_tensor = torch.from_numpy(hu)
-        x = model_inputs(hu_tensor, loaded.channel_spec, loaded.size).float()
+        x = loaded.contract.network_input(hu).float()
         if probabilities is None:
             with torch.no_grad():
                 probs = torch.sigmoid(model(x).float()).numpy()
@@ -116,24 +132,30 @@ def explain_slices(
         present[~present.any(axis=1), 0] = True  # nothing predicted: explain `any`
         classes = np.flatnonzero(present.any(axis=0)).tolist()  # only the maps some slice needs
         maps = explain_inputs(model, x, classes, methods)
-        display = model_inputs(hu_tensor[:, centre : centre + 1], DISPLAY, loaded.size)[:, 0].numpy()
+        display = apply_windows(to_input_grid(hu[:, centre : centre + 1], loaded.size), DISPLAY)[:, 0]
         for b, row in enumerate(rows):
             meta = slices.iloc[int(row)]
+            original = original_slice(meta)
             for column, k in enumerate(classes):
                 if not present[b, k]:
                     continue
                 label = LABELS[k]
                 path = out_dir / f"{meta['image_id']}_{label}.png"
                 panels = {METHOD_TITLES[m]: maps[m][b, column] for m in methods}
-                save_explanation_figure(path, display[b], panels,
+                image = display[b]
+                if original is not None:
+                    image, geometry = original
+                    panels = {name: geometry.to_dicom(heatmap) for name, heatmap in panels.items()}
+                save_explanation_figure(path, image, panels,
                                         title=f"{meta['image_id']}  {label}  p={probs[b, k]:.3f}")
                 record: dict[str, Any] = {
                     "image_id": meta["image_id"], "series_instance_uid": meta["series_instance_uid"],
                     "slice_index": int(meta["slice_index"]), "label": label,
                     "probability": float(probs[b, k]), "path": str(path),
+                    "grid": "network" if original is None else "dicom",
                 }
                 for method in methods:
-                    heatmap = maps[method][b, column]
+                    heatmap = panels[METHOD_TITLES[method]]
                     y, x_peak = np.unravel_index(int(np.argmax(heatmap)), heatmap.shape)
                     record[f"{method}_peak_y"], record[f"{method}_peak_x"] = int(y), int(x_peak)
                 records.append(record)
@@ -141,6 +163,28 @@ def explain_slices(
     with atomic_path(out_dir / "explanations.csv") as tmp:
         table.to_csv(tmp, index=False)
     return table
+
+
+def original_slice(meta: pd.Series) -> tuple[np.ndarray, Any] | None:
+    """The brain-windowed original DICOM slice of a cache row and its `SliceGeometry`, or None when
+    the row lacks the crop box or its file cannot be read (the figure then stays on the network grid)."""
+    import pydicom
+
+    from ichscan.data.contract import SliceGeometry
+    from ichscan.data.windows import apply_windows
+    from ichscan.dicom import to_hounsfield
+
+    needed = ("path", "rows", "columns", "crop_y0", "crop_y1", "crop_x0", "crop_x1")
+    if any(key not in meta.index or pd.isna(meta[key]) for key in needed):
+        return None
+    try:
+        hu = to_hounsfield(pydicom.dcmread(str(meta["path"])))
+    except Exception:  # noqa: BLE001  (a moved or unreadable file: fall back to the network grid)
+        return None
+    geometry = SliceGeometry.of_slice(meta)
+    if hu.shape != (geometry.rows, geometry.columns):
+        return None
+    return apply_windows(hu[None, None], DISPLAY)[0, 0], geometry
 
 
 def explain_run(
@@ -153,18 +197,24 @@ def explain_run(
     threshold: float = 0.5,
     checkpoint: str = "best",
     progress: bool = True,
+    fold: int | None = None,
 ) -> pd.DataFrame:
     """`ichscan explain RUN INPUT`: explain ``image_ids`` of INPUT, or each study's ``top_k`` slices
-    by probability of ``any``. INPUT is a DICOM folder, a manifest or a cache (as for predict)."""
+    by probability of ``any``. INPUT is a DICOM folder, a manifest or a cache (as for predict).
+
+    RUN is resolved by `ichscan.train.resolve.resolve_run` and must name one network: one fold
+    (``--fold K`` for a run with several); for a stage-2 run, its stage-1 network.
+    """
     from ichscan.predict import prepare_input
+    from ichscan.train.resolve import resolve_run, stage1_run
     from ichscan.train.run import load_model, predict_slices
 
-    loaded = load_model(Path(run_dir), checkpoint)
+    loaded = load_model(stage1_run(resolve_run(run_dir, fold).single("explain")), checkpoint)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
-        prepared = prepare_input(Path(input_path), work, size=loaded.size or 256, progress=progress)
+        prepared = prepare_input(Path(input_path), work, contract=loaded.contract, progress=progress)
         slices = prepared.slices.reset_index(drop=True)
         if image_ids:
             missing = sorted(set(image_ids) - set(slices["image_id"]))
@@ -177,3 +227,4 @@ def explain_run(
             chosen = ranked.groupby("study_instance_uid", sort=False).head(top_k).drop(columns="_any")
         return explain_slices(loaded, prepared.cache_dir, chosen.reset_index(drop=True), out_dir,
                               threshold=threshold, progress=progress)
+

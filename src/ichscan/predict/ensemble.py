@@ -7,81 +7,44 @@ sigmoid over the image and its horizontal mirror: ``σ_m = ½ (σ(f_m(x)) + σ(f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ichscan.data.windows import ChannelSpec, apply_windows
+from ichscan.data.contract import InputContract
+from ichscan.data.windows import ChannelSpec
 from ichscan.labels import N_LABELS
-
-if TYPE_CHECKING:
-    from ichscan.config import ExperimentConfig
 
 Precision = Literal["auto", "fp32", "bf16"]
 
 
 @dataclass(frozen=True)
 class EnsembleMember:
-    """One model of an ensemble with what it needs to see its input as in training.
-
-    `channel_spec`: windows × slice offsets and normalisation; `size`: the square input side in
-    pixels the run was trained at (0: the cache's own size).
-    """
+    """One model of an ensemble with the input contract it was trained under."""
 
     name: str
     model: nn.Module
-    channel_spec: ChannelSpec
-    size: int
+    contract: InputContract
 
+    @property
+    def channel_spec(self) -> ChannelSpec:
+        """Windows × slice offsets and normalisation."""
+        return self.contract.channel_spec
 
-def training_cache_size(config: ExperimentConfig) -> int:
-    """Side of the cache a run trained on (its `meta.json`), 0 when that cache is not readable."""
-    meta = Path(config.data.cache_dir) / "meta.json"
-    try:
-        return int(json.loads(meta.read_text()).get("size", 0))
-    except (OSError, ValueError, TypeError):
-        return 0
-
-
-def expand_runs(
-    run_dirs: Sequence[Path], weights: Sequence[float] | None = None
-) -> tuple[list[Path], list[float] | None]:
-    """Run directories to load, and their weights.
-
-    A directory holding `config.yaml` is one run; a directory whose `fold*/` subfolders are runs
-    (`ichscan train` writes `output_dir/name/fold<k>`) stands for all its folds, which share its
-    weight equally (a k-fold ensemble). Raises ValueError naming a directory that is neither.
-    """
-    if weights is not None and len(weights) != len(run_dirs):
-        raise ValueError(f"{len(weights)} weights given for {len(run_dirs)} models")
-    expanded: list[Path] = []
-    expanded_weights: list[float] = []
-    for k, run_dir in enumerate(map(Path, run_dirs)):
-        if (run_dir / "config.yaml").is_file():
-            folds = [run_dir]
-        else:
-            folds = sorted(p for p in run_dir.glob("fold*") if (p / "config.yaml").is_file())
-        if not folds:
-            raise ValueError(f"{run_dir}: not a training run (no config.yaml, no fold*/config.yaml)")
-        expanded += folds
-        if weights is not None:
-            expanded_weights += [float(weights[k]) / len(folds)] * len(folds)
-    return expanded, (expanded_weights if weights is not None else None)
+    @property
+    def size(self) -> int:
+        """The network's square input side in pixels."""
+        return self.contract.input_size
 
 
 def load_members(run_dirs: Sequence[Path], checkpoint: str = "best") -> list[EnsembleMember]:
-    """Load every training run with `ichscan.train.load_model` (eval mode, CPU).
-
-    A run trained at the cache's own size (`data.size` unset) gets the size of the cache it trained
-    on, so a new input is prepared and seen at the same resolution.
-    """
+    """Load every training run with `ichscan.train.load_model` (eval mode, CPU) with its contract."""
     from ichscan.train import load_model
 
     members = []
@@ -92,8 +55,7 @@ def load_members(run_dirs: Sequence[Path], checkpoint: str = "best") -> list[Ens
             EnsembleMember(
                 name=f"{loaded.config.name}/{folder}" if folder.startswith("fold") else folder,
                 model=loaded.model.eval(),
-                channel_spec=loaded.channel_spec,
-                size=int(loaded.size or training_cache_size(loaded.config)),
+                contract=loaded.contract,
             )
         )
     return members
@@ -148,24 +110,22 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
 
 def member_probabilities(
     member: EnsembleMember,
-    hu: torch.Tensor,
+    hu: np.ndarray,
     offsets: Sequence[int],
     *,
     tta: bool = False,
     autocast_dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
 ) -> torch.Tensor:
     """Sigmoid probabilities (B, 6) float32 of one member on a batch of HU stacks.
 
-    `hu` is int16 (B, len(offsets), H, W) on the model's device, `offsets` the slice offsets of its
-    second axis. The member's own offsets are picked out, resized to its size when that differs
-    (`ichscan.train.resize_hu`: bilinear, antialiased, in HU, as in training), windowed with its
-    channel spec, and passed through the model.
+    `hu` is int16 (B, len(offsets), H, W) on the cache grid, `offsets` the slice offsets of its
+    second axis. The member's own offsets are picked out and turned into its input by its contract
+    (`InputContract.network_input`: the one resize on the CPU, then the windows on `device`), as in
+    training, and passed through the model.
     """
-    from ichscan.train import resize_hu  # imported here: ichscan.train pulls in Lightning
-
     positions = [list(offsets).index(int(o)) for o in member.channel_spec.offsets]
-    stack = resize_hu(hu[:, positions], member.size or None)
-    x = apply_windows(stack, member.channel_spec)
+    x = member.contract.network_input(hu[:, positions], device)
     x = x.contiguous(memory_format=torch.channels_last)
     views = [x, torch.flip(x, dims=(-1,))] if tta else [x]
     total = torch.zeros(x.shape[0], N_LABELS, dtype=torch.float32, device=x.device)

@@ -16,6 +16,7 @@ from typing import Literal
 
 import pandas as pd
 
+from ichscan.data.contract import ContractError, InputContract
 from ichscan.dicom.index import ID_COLUMNS
 
 InputKind = Literal["dicom", "manifest", "cache"]
@@ -96,17 +97,18 @@ def prepare_input(
     input_path: Path,
     cache_dir: Path,
     *,
-    size: int,
-    crop: bool = True,
+    contract: InputContract,
     workers: int | None = None,
     progress: bool = True,
     executor: Executor | None = None,
 ) -> PreparedInput:
-    """Bring INPUT to a cache: index a DICOM folder, prepare a manifest at `size`, or use a cache.
+    """Bring INPUT to a cache as the model's `contract` says: index a DICOM folder and prepare it,
+    prepare a manifest, or use a cache prepared with the contract's size and crop.
 
     `cache_dir` is where a new cache is written (ignored for a cache input). Raises InputError
-    when INPUT cannot be used at all; single bad files end up in `.errors`. `executor`: where
-    index and prepare run (a Dask cluster's, `ichscan.parallel`); default a local pool.
+    when INPUT cannot be used at all (also a cache made with other settings than the contract's);
+    single bad files end up in `.errors`. `executor`: where index and prepare run (a Dask
+    cluster's, `ichscan.parallel`); default a local pool.
     """
     from ichscan.prepare import prepare_cache, read_slices
     from ichscan.prepare.cache import ERRORS_FILE
@@ -120,6 +122,10 @@ def prepare_input(
             slices = read_slices(input_path)
         except (OSError, ValueError) as error:
             raise InputError(f"{input_path}: unreadable cache ({error})") from error
+        try:
+            contract.check_cache(input_path)
+        except ContractError as error:
+            raise InputError(str(error)) from error
         errors = read_error_file(input_path / ERRORS_FILE)  # what `ichscan prepare` skipped
         return PreparedInput(kind, input_path, slices, errors, timings)
 
@@ -137,9 +143,8 @@ def prepare_input(
     if manifest.empty:
         return PreparedInput(kind, cache_dir, manifest, errors, timings)
     start = time.perf_counter()
-    prepared = prepare_cache(
-        manifest, cache_dir, size=size, crop=crop, workers=workers, progress=progress, executor=executor
-    )
+    prepared = prepare_cache(manifest, cache_dir, size=contract.cache_size, crop=contract.crop.enabled,
+                             workers=workers, progress=progress, executor=executor)
     timings["prepare"] = time.perf_counter() - start
     slices = read_slices(cache_dir)
     errors = pd.concat([errors, prepared.errors[list(ERROR_COLUMNS)]], ignore_index=True).drop_duplicates()

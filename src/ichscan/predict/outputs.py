@@ -6,9 +6,11 @@ OUT/errors.csv (`path, reason` of every input file that was skipped).
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,44 @@ SLICE_COLUMNS: tuple[str, ...] = (
     "slice_index",
     *LABELS,
 )
+
+
+# Everything `predict` writes into OUT; OUT is replaced whole (`ichscan.files.atomic_folder`), so
+# a killed run leaves the old complete result or the new one, never a mix.
+OUTPUT_NAMES: Final[frozenset[str]] = frozenset(
+    {"slices.parquet", "submission.csv", "studies.csv", "studies.json", "errors.csv", "explain", "report.html"}
+)
+_OWN_TEMPORARY: Final[re.Pattern[str]] = re.compile(r"^\..+\.\d+-[0-9a-f]{8}\.(tmp|old)(\.\w+)?$|^\.cache-")
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def check_output_folder(out_dir: Path, input_path: Path, cache_dir: Path | None) -> None:
+    """ValueError unless `out_dir` may be replaced whole: it is new, empty or an earlier
+    prediction (only `OUTPUT_NAMES`), and neither the input nor `--cache` lies inside it."""
+    out_dir = Path(out_dir)
+    for what, path in (("the input", input_path), ("--cache", cache_dir)):
+        if path is not None and _inside(Path(path), out_dir):
+            raise ValueError(f"{path}: {what} is inside the output folder {out_dir}, which predict "
+                             "replaces whole; choose another output folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: the output exists and is not a folder")
+    if out_dir.is_dir():
+        foreign = sorted(p.name for p in out_dir.iterdir()
+                         if p.name not in OUTPUT_NAMES and not _OWN_TEMPORARY.match(p.name))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise ValueError(f"{out_dir}: holds files that are not ichscan predictions ({shown}); "
+                             "predict replaces its output folder whole: choose a new or empty one")
+
+
+def published(result: Any, staging: Path, out_dir: Path) -> Any:
+    """A `PredictionResult` written in `staging` with its paths moved to `out_dir`."""
+    files = {name: out_dir / Path(path).relative_to(staging) for name, path in result.files.items()}
+    return dataclasses.replace(result, out_dir=out_dir, files=files)
 
 
 def submission_ids(image_ids: np.ndarray) -> np.ndarray:

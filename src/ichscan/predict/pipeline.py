@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,13 +22,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ichscan.data.contract import InputContract
+from ichscan.files import atomic_folder
 from ichscan.labels import LABELS, N_LABELS
-from ichscan.predict.batches import iter_hu_batches
+from ichscan.data.batches import iter_hu_batches
 from ichscan.predict.ensemble import (
     EnsembleMember,
     Precision,
     combine_probabilities,
-    expand_runs,
     load_members,
     member_probabilities,
     normalize_weights,
@@ -36,16 +37,12 @@ from ichscan.predict.ensemble import (
     resolve_precision,
     union_offsets,
 )
-from ichscan.predict.heatmaps import (
-    REPORT_FILE,
-    explain_studies,
-    remove_stale_explanations,
-    write_report,
-)
-from ichscan.predict.heatmaps import explain_method as explain_method_
+from ichscan.predict.heatmaps import REPORT_FILE, remove_stale_explanations, write_report
 from ichscan.predict.inputs import ERROR_COLUMNS, prepare_input
 from ichscan.predict.outputs import (
     SLICE_COLUMNS,
+    check_output_folder,
+    published,
     submission_frame,
     write_csv,
     write_json,
@@ -53,7 +50,8 @@ from ichscan.predict.outputs import (
 )
 from ichscan.predict.studies import label_thresholds, summarize_studies
 
-DEFAULT_CACHE_SIZE = 256  # when no model knows its input size (the `ichscan prepare` default)
+HeatmapHook = Callable[[Any, Path, pd.DataFrame, Path, dict[str, float], bool], dict[str, list[dict[str, Any]]]]
+"""(network, cache_dir, predicted slices, OUT, thresholds, progress) → heatmap records per study."""
 
 
 @dataclass
@@ -66,6 +64,7 @@ class PredictionResult:
     errors: pd.DataFrame
     files: dict[str, Path] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    operating_point: Any = None
 
 
 def predict_probabilities(
@@ -83,15 +82,13 @@ def predict_probabilities(
     """Ensemble probabilities (len(slices), 6) float32, rows in the order of `slices`.
 
     Each batch of neighbour stacks is read once from the cache and shared by all members; each
-    member windows and resizes it its own way.
+    member turns it into its own input by its contract.
     """
     device = torch.device(device)
     w = normalize_weights(weights, len(members))
     autocast_dtype = resolve_precision(precision, device)
     offsets = union_offsets(members)
-    members = [
-        EnsembleMember(m.name, prepare_model(m.model, device), m.channel_spec, m.size) for m in members
-    ]
+    members = [EnsembleMember(m.name, prepare_model(m.model, device), m.contract) for m in members]
     probabilities = np.full((len(slices), N_LABELS), np.nan, dtype=np.float32)
     with ExitStack() as stack:
         bar = stack.enter_context(
@@ -107,10 +104,9 @@ def predict_probabilities(
         task = bar.add_task("slices", total=len(slices))
         stack.enter_context(torch.inference_mode())
         for rows, hu in iter_hu_batches(cache_dir, slices, offsets, batch_size):
-            hu_tensor = torch.from_numpy(hu).to(device)
             per_member = torch.stack(
                 [
-                    member_probabilities(m, hu_tensor, offsets, tta=tta, autocast_dtype=autocast_dtype)
+                    member_probabilities(m, hu, offsets, tta=tta, autocast_dtype=autocast_dtype, device=device)
                     for m in members
                 ]
             )
@@ -119,25 +115,58 @@ def predict_probabilities(
     return probabilities
 
 
-def expand_model_list(
-    models: Sequence[Path | EnsembleMember], weights: Sequence[float] | None
-) -> tuple[list[Path | EnsembleMember], list[float]]:
-    """Expand every run-folder entry of `models` into its fold runs (see `expand_runs`).
+def run_operating_point(models: Sequence[Path | str | EnsembleMember], fold: int | None = None) -> Any:
+    """The stored operating point that applies to `models`: one `--model` naming one fold → that
+    fold's; a run folder with several folds (their ensemble) → the run folder's, pooled over its
+    folds. None for several `--model` entries or loaded members (their combination was never
+    validated) and for runs without one."""
+    from ichscan.train.operating_point import read_operating_point
+    from ichscan.train.resolve import resolve_run
 
-    Each entry keeps its weight (equal when `weights` is None), shared equally by its folds.
-    """
+    if len(models) != 1 or isinstance(models[0], EnsembleMember):
+        return None
+    resolved = resolve_run(models[0], fold)
+    return read_operating_point(resolved.folds[0] if len(resolved.folds) == 1 else resolved.source)
+
+
+def resolve_models(
+    models: Sequence[Path | str | EnsembleMember], weights: Sequence[float] | None, fold: int | None = None
+) -> tuple[list[Path | EnsembleMember], list[float], int]:
+    """Each `--model` resolved by `ichscan.train.resolve.resolve_run` (run folder, fold folder or
+    ``reference``) into its fold runs, which share its weight equally (a k-fold ensemble), or only
+    ``fold<K>`` with `fold`. Returns the entries, their weights and the stage (1 or 2); ValueError
+    when stage-1 and stage-2 runs are mixed."""
+    from ichscan.train.resolve import resolve_run
+
     entry_weights = normalize_weights(weights, len(models))
     expanded: list[Path | EnsembleMember] = []
     expanded_weights: list[float] = []
+    stages = set()
     for model, weight in zip(models, entry_weights):
         if isinstance(model, EnsembleMember):
             expanded.append(model)
             expanded_weights.append(float(weight))
-        else:
-            runs, run_weights = expand_runs([Path(model)], [float(weight)])
-            expanded += runs
-            expanded_weights += run_weights or []
-    return expanded, expanded_weights
+            stages.add(1)
+            continue
+        resolved = resolve_run(model, fold)
+        stages.add(resolved.stage)
+        expanded += resolved.folds
+        expanded_weights += [float(weight) / len(resolved.folds)] * len(resolved.folds)
+    if len(stages) > 1:
+        raise ValueError("stage-2 runs and stage-1 runs cannot be mixed in one ensemble; "
+                         "give stage-2 runs only (each runs its own stage 1)")
+    return expanded, expanded_weights, stages.pop()
+
+
+def shared_contract(contracts: Sequence[InputContract], names: Sequence[str]) -> InputContract:
+    """The contract whose cache feeds every member; ValueError when members need different caches."""
+    keys = {c.cache_key for c in contracts}
+    if len(keys) > 1:
+        described = ", ".join(f"{n}: size {c.cache_size}, crop {'on' if c.crop.enabled else 'off'}"
+                              for n, c in zip(names, contracts))
+        raise ValueError(f"ensemble members were trained on different caches ({described}); "
+                         "predict them separately")
+    return contracts[0]
 
 
 def predict(
@@ -156,59 +185,58 @@ def predict(
     precision: Precision = "auto",
     device: str = "cpu",
     cache_dir: Path | None = None,
-    crop: bool = True,
-    explain: bool = False,
-    explain_top: int = 3,
-    explain_method: str = "gradcam",
+    fold: int | None = None,
+    operating_point: Any = "run",
+    heatmaps: HeatmapHook | None = None,
     executor: Executor | None = None,
 ) -> PredictionResult:
     """Predict every slice of INPUT with one run or an ensemble of runs and write OUT/.
 
-    `models`: run directories (a folder of `fold*` runs counts as their k-fold ensemble, sharing
-    its weight) or already loaded members. INPUT: a DICOM folder of any layout, a
-    manifest Parquet or an HU cache; a new cache is prepared at the largest model size, in
-    `cache_dir` when given (kept, resumable) or else in a temporary folder inside `out_dir`.
+    `models`: run directories, resolved by `resolve_models` (a run folder is its k-fold ensemble,
+    sharing its weight, or its fold `fold`; ``reference`` the shipped model), or loaded members.
+    INPUT: a DICOM folder of any layout, a manifest Parquet or an HU cache. A new cache is prepared
+    exactly as the models' input contract says (cache size, head crop), in `cache_dir` when given
+    (kept, resumable) or else in a temporary folder inside `out_dir`; a cache given as INPUT must
+    match the contract. Each model then applies its contract's one resize and its windows.
     Unusable files are reported in OUT/errors.csv and skipped. `threshold` (one value or per label)
     decides the subtypes present in the study summary; `top_k` slices are listed per study.
 
-    `explain`: also draw `explain_method` heatmaps (gradcam, gradcampp, saliency) of each study's
-    `explain_top` most suspicious slices into OUT/explain/, list them under `heatmaps` in
-    studies.json and gather them in OUT/report.html (see `ichscan.predict.heatmaps`).
+    `operating_point`: ``"run"`` (default) uses the one stored in the run (`run_operating_point`):
+    the study score max p(any) is calibrated into ``ich_probability`` and ``ich_detected`` is
+    decided at the threshold chosen on validation data; an `OperatingPoint` is used as given; None
+    (or a run without one) falls back to ``max p(any) ≥ threshold["any"]``, uncalibrated.
+
+    `heatmaps`: a hook called while the HU cache exists with the network to explain (the single
+    run, the first ensemble member, the stage-1 network of the first stage-2 run), the cache, the
+    predicted slice table, OUT, the thresholds and `progress`; it returns heatmap records per
+    study UID, listed under `heatmaps` in studies.json and gathered in OUT/report.html
+    (`ichscan.explain.heatmaps.StudyHeatmaps` draws them; `predict_explained` passes it).
     """
     overall = start = time.perf_counter()
     out_dir = Path(out_dir)
     thresholds = label_thresholds(threshold)
-    if explain:
-        explain_method_(explain_method)
-        if explain_top < 1:
-            raise ValueError(f"explain_top must be ≥ 1, got {explain_top}")
-    explain_options = {"top_k": explain_top, "method": explain_method} if explain else None
+    explain_options = heatmaps
     if not models:
         raise ValueError("at least one model run is needed")
-    from ichscan.train.sequence import is_sequence_run
-
-    sequence_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember) and is_sequence_run(Path(m))]
-    if sequence_runs:
-        if len(sequence_runs) != len(models):
-            raise ValueError("stage-2 runs and stage-1 runs cannot be mixed in one ensemble; "
-                             "give stage-2 runs only (each runs its own stage 1)")
+    point = run_operating_point(models, fold) if isinstance(operating_point, str) else operating_point
+    models, weights, stage = resolve_models(models, weights, fold)
+    if stage == 2:
         return _predict_sequence_runs(
-            sequence_runs, Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
+            [Path(m) for m in models], Path(input), out_dir, tta=tta, weights=weights, batch_size=batch_size,
             workers=workers, progress=progress, thresholds=thresholds, top_k=top_k,
-            cache_dir=cache_dir, crop=crop, explain_options=explain_options, executor=executor,
+            cache_dir=cache_dir, explain_options=explain_options, operating_point=point, executor=executor,
         )
-    if any(not isinstance(m, EnsembleMember) for m in models):
-        models, weights = expand_model_list(models, weights)
     path_runs = [Path(m) for m in models if not isinstance(m, EnsembleMember)]
     loaded = iter(load_members(path_runs, checkpoint=checkpoint)) if path_runs else iter(())
     members = [m if isinstance(m, EnsembleMember) else next(loaded) for m in models]
     normalize_weights(weights, len(members))
-    size = max(m.size for m in members) or DEFAULT_CACHE_SIZE
-    out_dir.mkdir(parents=True, exist_ok=True)
+    contract = shared_contract([m.contract for m in members], [m.name for m in members])
+    check_output_folder(out_dir, Path(input), cache_dir)  # hardening: OUT is replaced whole
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
 
     with ExitStack() as stack:
-        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+        staging = stack.enter_context(atomic_folder(out_dir))  # hardening: old or new OUT, never a mix
+        prepared = _prepare_in(stack, Path(input), staging, cache_dir, contract, workers=workers,
                                progress=progress, executor=executor)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
@@ -229,14 +257,24 @@ def predict(
             else np.zeros((0, N_LABELS), dtype=np.float32)
         )
         timings["inference"] = time.perf_counter() - start
-        heatmaps = _explain(members[0], prepared.cache_dir, slices, probabilities, out_dir, thresholds,
+        heatmaps = _explain(members[0], prepared.cache_dir, slices, probabilities, staging, thresholds,
                             explain_options, progress, timings)
+        result = _write_outputs(
+            staging, slices, probabilities, prepared.errors, [m.name for m in members],
+            normalize_weights(weights, len(members)).tolist(), tta, thresholds, top_k, timings, overall,
+            heatmaps, point, [m.contract for m in members],
+        )
+    return published(result, staging, out_dir)
 
-    return _write_outputs(
-        out_dir, slices, probabilities, prepared.errors, [m.name for m in members],
-        normalize_weights(weights, len(members)).tolist(), tta, thresholds, top_k, timings, overall,
-        heatmaps,
-    )
+
+def operating_point_text(point: Any, threshold: float) -> str:
+    """How `ich_detected` was decided, in one line (the report and the CLI say the same)."""
+    if point is None:
+        return (f"ICH: max p(any) ≥ {threshold:g}, uncalibrated (no operating point for these models; "
+                "`ichscan calibrate RUN` stores one)")
+    return (f"ICH: operating point for sensitivity {point.target_sensitivity:g} (P(ICH) ≥ {point.threshold:.3f} ⇔ "
+            f"max p(any) ≥ {point.score_threshold:.4f}); on validation: sensitivity {point.sensitivity:.3f}, "
+            f"specificity {point.specificity:.3f}, {point.n_studies} studies")
 
 
 def _slice_table(slices: pd.DataFrame, probabilities: np.ndarray) -> pd.DataFrame:
@@ -254,18 +292,16 @@ def _explain(
     probabilities: np.ndarray,
     out_dir: Path,
     thresholds: dict[str, float],
-    options: dict[str, Any] | None,
+    hook: HeatmapHook | None,
     progress: bool,
     timings: dict[str, float],
 ) -> dict[str, list[dict[str, Any]]] | None:
     """Heatmaps of each study's most suspicious slices while the HU cache still exists (or None)."""
-    if options is None:
+    if hook is None:
         return None
     start = time.perf_counter()
     heatmaps = (
-        explain_studies(loaded, cache_dir, _slice_table(slices, probabilities), out_dir,
-                        thresholds=thresholds, top_k=options["top_k"], method=options["method"],
-                        progress=progress)
+        hook(loaded, cache_dir, _slice_table(slices, probabilities), out_dir, thresholds, progress)
         if len(slices) else {}
     )
     timings["explain"] = time.perf_counter() - start
@@ -285,12 +321,14 @@ def _write_outputs(
     timings: dict[str, float],
     overall: float,
     heatmaps: dict[str, list[dict[str, Any]]] | None = None,
+    operating_point: Any = None,
+    contracts: Sequence[InputContract] = (),
 ) -> PredictionResult:
     """Write slices.parquet, submission.csv, the study summary and errors.csv atomically; with
     `heatmaps` (per study UID, from `--explain`) also list them in studies.json and write report.html."""
     start = time.perf_counter()
     table = _slice_table(slices, probabilities)
-    studies, records = summarize_studies(table, thresholds, top_k)
+    studies, records = summarize_studies(table, thresholds, top_k, operating_point=operating_point)
     if heatmaps is not None:
         for record in records:
             record["heatmaps"] = heatmaps.get(record["study_instance_uid"], [])
@@ -306,6 +344,8 @@ def _write_outputs(
                 "weights": model_weights,
                 "tta": tta,
                 "thresholds": thresholds,
+                "operating_point": None if operating_point is None else operating_point.model_dump(mode="json"),
+                "splits": [c.split.model_dump(mode="json") if c.split is not None else None for c in contracts],
                 "top_k": top_k,
                 "n_slices": len(slice_table),
                 "n_errors": len(errors),
@@ -316,12 +356,13 @@ def _write_outputs(
         "errors": write_csv(errors, out_dir / "errors.csv"),
     }
     if heatmaps is not None:
-        files["report"] = write_report(records, out_dir / REPORT_FILE)
+        files["report"] = write_report(records, out_dir / REPORT_FILE,
+                                       operating_point=operating_point_text(operating_point, thresholds["any"]))
     else:
         remove_stale_explanations(out_dir)
     timings["writing"] = time.perf_counter() - start
     timings["total"] = time.perf_counter() - overall
-    return PredictionResult(out_dir, slice_table, studies, errors, files, timings)
+    return PredictionResult(out_dir, slice_table, studies, errors, files, timings, operating_point)
 
 
 def _predict_sequence_runs(
@@ -337,30 +378,28 @@ def _predict_sequence_runs(
     thresholds: dict[str, float],
     top_k: int,
     cache_dir: Path | None,
-    crop: bool,
-    explain_options: dict[str, Any] | None = None,
+    explain_options: HeatmapHook | None = None,
+    operating_point: Any = None,
     executor: Executor | None = None,
 ) -> PredictionResult:
     """Stage-2 runs (`ichscan train-seq`): each runs its own stage 1 then its sequence model over
     every series; several runs are combined by (weighted) mean of probabilities."""
-    from ichscan.train import load_model
-    from ichscan.train.sequence import load_sequence_model, predict_two_stage
+    from ichscan.data.contract import ContractError, read_contract
+    from ichscan.train.sequence import predict_two_stage
 
     overall = start = time.perf_counter()
     w = normalize_weights(weights, len(runs))
-    sizes = []
-    for run in runs:
-        loaded = load_sequence_model(run)
-        if loaded.stage1:
-            sizes.append(load_model(Path(loaded.stage1["run"]), loaded.stage1.get("checkpoint", "best")).size)
-        else:
-            sizes.append(loaded.config.data.size or 0)
-    size = max(sizes) or DEFAULT_CACHE_SIZE
+    try:
+        contracts = [read_contract(run) for run in runs]
+        contract = shared_contract(contracts, [str(run) for run in runs])
+    except ContractError as exc:
+        raise ValueError(str(exc)) from exc
     backbone = _stage1_backbone(runs[0]) if explain_options is not None else None  # refuse before work
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_output_folder(out_dir, Path(input), cache_dir)  # hardening: OUT is replaced whole
     timings: dict[str, float] = {"load_models": time.perf_counter() - start}
     with ExitStack() as stack:
-        prepared = _prepare_in(stack, Path(input), out_dir, cache_dir, size=size, crop=crop, workers=workers,
+        staging = stack.enter_context(atomic_folder(out_dir))  # hardening: old or new OUT, never a mix
+        prepared = _prepare_in(stack, Path(input), staging, cache_dir, contract, workers=workers,
                                progress=progress, executor=executor)
         timings.update(prepared.timings)
         slices = prepared.slices.reset_index(drop=True)
@@ -372,24 +411,22 @@ def _predict_sequence_runs(
         ]) if len(slices) else np.zeros((len(runs), 0, N_LABELS), dtype=np.float32)
         probabilities = combine_probabilities(per_run, w)
         timings["inference"] = time.perf_counter() - start
-        heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, out_dir, thresholds,
+        heatmaps = _explain(backbone, prepared.cache_dir, slices, probabilities, staging, thresholds,
                             explain_options, progress, timings)
-    return _write_outputs(
-        out_dir, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
-        thresholds, top_k, timings, overall, heatmaps,
-    )
+        result = _write_outputs(
+            staging, slices, probabilities, prepared.errors, [str(run) for run in runs], w.tolist(), tta,
+            thresholds, top_k, timings, overall, heatmaps, operating_point, contracts,
+        )
+    return published(result, staging, out_dir)
 
 
 def _stage1_backbone(run: Path) -> Any:
-    """The stage-1 network of a stage-2 run, for its heatmaps; ValueError when the run has none."""
+    """The stage-1 network of a stage-2 run, for its heatmaps; RunError when the run has none."""
     from ichscan.train import load_model
+    from ichscan.train.resolve import stage1_run
     from ichscan.train.sequence import load_sequence_model
 
-    loaded = load_sequence_model(run)
-    if not loaded.stage1:
-        raise ValueError(f"{run}: --explain needs the stage-1 run of this stage-2 run, and it records none "
-                         "(an end-to-end CNN-LSTM, or trained on embeddings from elsewhere); explain its stage-1 run with `ichscan explain`")
-    return load_model(Path(loaded.stage1["run"]), loaded.stage1.get("checkpoint", "best"))
+    return load_model(stage1_run(run), load_sequence_model(run).stage1.get("checkpoint", "best"))
 
 
 def _prepare_in(
@@ -397,10 +434,11 @@ def _prepare_in(
     input: Path,
     out_dir: Path,
     cache_dir: Path | None,
+    contract: InputContract,
     **prepare_kwargs: Any,
 ) -> Any:
-    """`prepare_input` into `cache_dir` (kept, resumable) or a temporary cache inside `out_dir`
-    that `stack` removes when prediction ends."""
+    """`prepare_input` as `contract` says into `cache_dir` (kept, resumable) or a temporary cache
+    inside `out_dir` that `stack` removes when prediction ends."""
     if cache_dir is None:
         cache_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".cache-", dir=out_dir)))
-    return prepare_input(input, Path(cache_dir), **prepare_kwargs)
+    return prepare_input(input, Path(cache_dir), contract=contract, **prepare_kwargs)

@@ -1,20 +1,28 @@
 """Per-study triage summary from per-slice probabilities.
 
-A study's probability of label c is the maximum over its slices, ``P_c(study) = max_s p_c(s)``
-(a study is positive when any slice is, as in `ichscan.metrics.study_level`). A subtype is
-reported present when that maximum reaches its threshold. The most suspicious slices are the k
-with the highest p(any), ties broken by series then slice_index.
+A study's score of label c is the maximum over its slices, ``m_c = max_s p_c(s)`` (a study is
+positive when any slice is, as in `ichscan.metrics.study_level`). With the run's operating point
+(`ichscan.train.operating_point.OperatingPoint`) the ``any`` score is calibrated into a
+study-level probability ``ich_probability`` and ``ich_detected`` is decided at the threshold chosen
+on validation data for a stated sensitivity; without one (an ensemble of different runs, a run
+trained before operating points) ``ich_probability`` is empty and ``ich_detected`` is
+``m_any ≥ threshold["any"]``. A subtype is reported present when its maximum reaches its
+threshold. The most suspicious slices are the k with the highest p(any), ties broken by series
+then slice_index.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ichscan.labels import LABELS, SUBTYPES
+
+if TYPE_CHECKING:
+    from ichscan.train.operating_point import OperatingPoint
 
 STUDY_COLUMNS: tuple[str, ...] = (
     "study_instance_uid",
@@ -22,6 +30,7 @@ STUDY_COLUMNS: tuple[str, ...] = (
     "n_series",
     "n_slices",
     *LABELS,
+    "ich_probability",
     "ich_detected",
     "subtypes_present",
     "top_slices",
@@ -57,11 +66,13 @@ def summarize_studies(
     predictions: pd.DataFrame,
     threshold: float | Mapping[str, float] = 0.5,
     top_k: int = 5,
+    operating_point: OperatingPoint | None = None,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Study table (one row per study, highest p(any) first) and the same as JSON-ready records.
 
     `predictions` has one row per slice with `study_instance_uid, series_instance_uid,
-    patient_id, image_id, slice_index` and the six probability columns.
+    patient_id, image_id, slice_index` and the six probability columns. `operating_point`
+    decides ``ich_detected`` and gives ``ich_probability`` (module docstring).
     """
     if top_k < 1:
         raise ValueError(f"top_k must be ≥ 1, got {top_k}")
@@ -76,7 +87,13 @@ def summarize_studies(
     table = table.reset_index()
     subtype_max = table[list(SUBTYPES)].to_numpy()
     present = subtype_max >= np.array([thresholds[s] for s in SUBTYPES])[None, :]
-    table["ich_detected"] = table["any"].to_numpy() >= thresholds["any"]
+    scores = table["any"].to_numpy(dtype=np.float64)
+    if operating_point is None:
+        table["ich_probability"] = np.nan
+        table["ich_detected"] = scores >= thresholds["any"]
+    else:
+        table["ich_probability"] = operating_point.calibrate(scores)
+        table["ich_detected"] = operating_point.detect(scores)
     names = np.array(SUBTYPES, dtype=object)
     present_lists = [list(names[row]) for row in present]
     table["subtypes_present"] = [";".join(p) for p in present_lists]
@@ -111,6 +128,7 @@ def summarize_studies(
             "n_series": int(row.n_series),
             "n_slices": int(row.n_slices),
             "probability_any": float(row.any),
+            "ich_probability": None if pd.isna(row.ich_probability) else float(row.ich_probability),
             "ich_detected": bool(row.ich_detected),
             "max_probability": {s: float(getattr(row, s)) for s in SUBTYPES},
             "subtypes_present": [s for s in present_by_study[row.study_instance_uid].split(";") if s],

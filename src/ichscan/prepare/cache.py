@@ -2,7 +2,7 @@
 
 Layout (docs/ARCHITECTURE.md)::
 
-    CACHE/meta.json                      {"size": 256, "crop": true, "version": 2[, "spacing": 1.0]}
+    CACHE/meta.json                      {"size": 256, "crop": true, "version": 2, "invert_monochrome1": false[, "spacing": 1.0]}
     CACHE/slices.parquet                 manifest rows of cached slices + crop box + cached size
     CACHE/errors.csv                     path, reason of every slice not cached
     CACHE/series/<series_uid>.npy        int16 HU (z, H, W), z = slice_index
@@ -17,7 +17,6 @@ files, which the next run removes.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Final
@@ -26,7 +25,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ichscan.files import atomic_path
+from ichscan.files import atomic_path, is_safe_component, remove_stale_temporaries
 from ichscan.prepare.crop import CropBox
 
 CACHE_VERSION: Final[int] = 2  # 2: OpenCV area resize and the 64-px head search
@@ -40,8 +39,9 @@ SIZE_COLUMNS: Final[tuple[str, ...]] = ("height", "width")
 # spacing) × crop box / cached size; NaN when the manifest has no spacing
 SPACING_COLUMNS: Final[tuple[str, ...]] = ("cached_spacing_row", "cached_spacing_col")
 # Temporary names made by `ichscan.files.atomic_path`: ".<name>.<8 hex>.tmp<suffix>".
-_TEMPORARY_NAME: Final[re.Pattern[str]] = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp(\.\w+)?$")
-_SAFE_UID: Final[re.Pattern[str]] = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]*$")
+# z range [first, last] of the run of truly adjacent slices (segment) each slice belongs to: the
+# 2.5D neighbours of a slice stay inside it (`neighbour_z`), never joining slices across a gap.
+SEGMENT_COLUMNS: Final[tuple[str, ...]] = ("segment_first", "segment_last")
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class CacheSettings:
     size: int = 256
     crop: bool = True
     version: int = CACHE_VERSION
+    invert_monochrome1: bool = False  # repair exports that stored MONOCHROME1 values inverted
     spacing: float | None = None  # scale: in-plane resampling to this many mm per pixel first
 
 
@@ -67,8 +68,8 @@ class SeriesRecord:
 
 
 def is_safe_uid(series_uid: str) -> bool:
-    """True when the UID can be used as a file name as is (DICOM UIDs are digits and dots)."""
-    return bool(_SAFE_UID.match(series_uid)) and ".." not in series_uid
+    """True when the UID can be used as a file name as is (`ichscan.files.is_safe_component`)."""
+    return is_safe_component(series_uid)
 
 
 def series_path(cache_dir: Path, series_uid: str) -> Path:
@@ -98,7 +99,10 @@ def read_settings(cache_dir: Path) -> CacheSettings | None:
         meta = json.loads(path.read_text(encoding="utf-8"))
         spacing = meta.get("spacing")  # scale: absent in caches made before --spacing
         return CacheSettings(
-            int(meta["size"]), bool(meta["crop"]), int(meta["version"]),
+            int(meta["size"]),
+            bool(meta["crop"]),
+            int(meta["version"]),
+            bool(meta.get("invert_monochrome1", False)),
             None if spacing is None else float(spacing),
         )
     except (ValueError, KeyError, TypeError) as error:
@@ -146,16 +150,36 @@ def completed_record(
 
 
 def remove_temporary_files(cache_dir: Path) -> list[Path]:
-    """Delete the temporary files an interrupted run left in the cache; return them."""
+    """Delete the temporary files a killed run left in the cache (`ichscan.files` names whose
+    process is gone); return them."""
     removed: list[Path] = []
     for folder in (Path(cache_dir), Path(cache_dir) / SERIES_DIR):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.is_file() and _TEMPORARY_NAME.match(path.name):
-                path.unlink(missing_ok=True)
-                removed.append(path)
+        removed += remove_stale_temporaries(folder)
     return removed
+
+
+def segment_columns(slice_index: NDArray[np.integer], series_code: NDArray[np.integer],
+                    segment: NDArray[np.integer] | None) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """`SEGMENT_COLUMNS` for whole cached series (rows grouped by series, z ascending): the first
+    and last z of each row's segment (the whole series when `segment` is None)."""
+    key = pd.DataFrame({"series": series_code, "segment": 0 if segment is None else segment, "z": slice_index})
+    grouped = key.groupby(["series", "segment"], sort=False)["z"]
+    return (grouped.transform("min").to_numpy(np.int32), grouped.transform("max").to_numpy(np.int32))
+
+
+def neighbour_z(
+    slices: pd.DataFrame, offsets: NDArray[np.integer] | list[int] | tuple[int, ...], depth: NDArray[np.integer]
+) -> NDArray[np.int64]:
+    """``(n, len(offsets))`` z of each row's 2.5D neighbours: ``slice_index + offset`` clamped to
+    the row's segment (`SEGMENT_COLUMNS`; the whole series ``[0, depth − 1]`` in a cache without
+    them), so a neighbour never lies across a gap. `depth`: per row, its series' cached depth."""
+    z = slices["slice_index"].to_numpy(np.int64)[:, None] + np.asarray(offsets, dtype=np.int64)[None, :]
+    if all(column in slices.columns for column in SEGMENT_COLUMNS):
+        first = slices[SEGMENT_COLUMNS[0]].to_numpy(np.int64)[:, None]
+        last = slices[SEGMENT_COLUMNS[1]].to_numpy(np.int64)[:, None]
+    else:
+        first, last = np.zeros((len(slices), 1), np.int64), np.asarray(depth, np.int64)[:, None] - 1
+    return np.clip(z, first, last)
 
 
 def read_series(

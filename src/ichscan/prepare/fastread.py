@@ -5,20 +5,31 @@ file. `prepare` only needs a dozen tags and the offset of the Pixel Data, so for
 or Implicit VR Little Endian this module walks the element headers itself (`struct`, no
 `Dataset`), keeps the tags it needs and returns a view of the pixel bytes.
 
-It is deliberately strict: anything it does not fully understand (no preamble, another transfer
-syntax, an unexpected VR, multi-valued rescale, encapsulated or short Pixel Data, 8- or 32-bit
-pixels, multi-frame, colour, ...) raises `NotFast`, and the caller then reads that file with
-pydicom as before, so the reasons reported for bad files stay pydicom's and ichscan's own.
+It accepts only what it can prove and raises `NotFast` for anything else, and the caller then
+reads that file with `ichscan.dicom.reader.read_dataset` (pydicom) as before, so the reasons
+reported for bad files stay pydicom's and ichscan's own. Proven means: a preamble, Explicit or
+Implicit VR Little Endian, element tags strictly ascending, every VR one of PS3.5's, every value
+inside the file, the wanted tags once each with their dictionary VR and length, RescaleSlope and
+RescaleIntercept present as plain finite decimals (slope ≠ 0), 16-bit single-frame greyscale
+within `PixelLimits`, and native Pixel Data (OW/OB) of exactly rows × columns × 2 bytes. Only the
+bytes up to the end of the Pixel Data are read (`READ_AHEAD` first, then exactly the pixels):
+trailing bytes cost nothing.
 """
 
 from __future__ import annotations
 
+import math
+import os
+import re
 import struct
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ichscan.dicom.limits import DEFAULT_LIMITS, LimitError, PixelLimits
+from ichscan.files import open_regular
 
 EXPLICIT_VR_LITTLE_ENDIAN: Final[str] = "1.2.840.10008.1.2.1"
 IMPLICIT_VR_LITTLE_ENDIAN: Final[str] = "1.2.840.10008.1.2"
@@ -36,6 +47,7 @@ _SEQUENCE_END: Final[int] = 0xFFFEE0DD
 _WANTED: Final[dict[int, bytes]] = {
     0x00080018: b"UI",  # SOPInstanceUID
     0x00280002: b"US",  # SamplesPerPixel
+    0x00280004: b"CS",  # PhotometricInterpretation
     0x00280008: b"IS",  # NumberOfFrames
     0x00280010: b"US",  # Rows
     0x00280011: b"US",  # Columns
@@ -45,6 +57,11 @@ _WANTED: Final[dict[int, bytes]] = {
     0x00281052: b"DS",  # RescaleIntercept
     0x00281053: b"DS",  # RescaleSlope
 }
+_KNOWN_VRS: Final[frozenset[bytes]] = frozenset(
+    b"AE AS AT CS DA DS DT FL FD IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV".split()
+)
+_DECIMAL: Final[re.Pattern[str]] = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+READ_AHEAD: Final[int] = 1 << 20  # first read: the header and, for slices up to ~700², the pixels
 _HEADER: Final[struct.Struct] = struct.Struct("<HH")
 _U16: Final[struct.Struct] = struct.Struct("<H")
 _U32: Final[struct.Struct] = struct.Struct("<I")
@@ -65,48 +82,68 @@ class FastSlice:
     pixel_representation: int
     slope: float
     intercept: float
+    photometric_interpretation: str
     pixels: NDArray[np.uint16]  # (rows, columns) raw little-endian 16-bit words, read-only view
 
 
-def read_fast(path: str) -> FastSlice:
+def read_fast(path: str, limits: PixelLimits = DEFAULT_LIMITS) -> FastSlice:
     """Read one uncompressed 16-bit little-endian single-frame slice; `NotFast` otherwise."""
-    with open(path, "rb") as file:
-        buffer = file.read()
-    if len(buffer) < 132 or buffer[128:132] != b"DICM":
-        raise NotFast("no DICOM preamble")
-    position, syntax = _file_meta(buffer, 132)
-    if syntax == EXPLICIT_VR_LITTLE_ENDIAN:
-        explicit = True
-    elif syntax == IMPLICIT_VR_LITTLE_ENDIAN:
-        explicit = False
-    else:
-        raise NotFast(f"transfer syntax {syntax}")
-    values, pixel_offset, pixel_length = _dataset(buffer, position, explicit)
-    try:
-        rows, columns = _us(values, 0x00280010), _us(values, 0x00280011)
-        bits_allocated = _us(values, 0x00280100)
-        pixel_representation = _us(values, 0x00280103)
-    except KeyError as error:
-        raise NotFast("a required tag is missing") from error
-    bits_stored = _us(values, 0x00280101) if 0x00280101 in values else bits_allocated
-    samples = _us(values, 0x00280002) if 0x00280002 in values else 1
-    frames_text = _text(values.get(0x00280008, b""))
-    if bits_allocated != 16 or samples != 1 or frames_text not in ("", "1"):
-        raise NotFast("not a 16-bit single-frame greyscale slice")
-    if not 1 <= bits_stored <= 16 or pixel_representation not in (0, 1):
-        raise NotFast("unusual pixel description")
-    needed = rows * columns * 2
-    if rows == 0 or columns == 0 or pixel_length < needed or pixel_offset + needed > len(buffer):
-        raise NotFast("Pixel Data shorter than the matrix")
-    pixels = np.frombuffer(buffer, dtype="<u2", count=rows * columns, offset=pixel_offset)
+    with open_regular(path) as file:
+        size = os.fstat(file.fileno()).st_size
+        buffer = file.read(min(size, READ_AHEAD))
+        if len(buffer) < 132 or buffer[128:132] != b"DICM":
+            raise NotFast("no DICOM preamble")
+        position, syntax = _file_meta(buffer, 132)
+        if syntax == EXPLICIT_VR_LITTLE_ENDIAN:
+            explicit = True
+        elif syntax == IMPLICIT_VR_LITTLE_ENDIAN:
+            explicit = False
+        else:
+            raise NotFast(f"transfer syntax {syntax}")
+        values, pixel_offset, pixel_length = _dataset(buffer, position, explicit)
+        try:
+            rows, columns = _us(values, 0x00280010), _us(values, 0x00280011)
+            bits_allocated = _us(values, 0x00280100)
+            pixel_representation = _us(values, 0x00280103)
+            slope_raw, intercept_raw = values[0x00281053], values[0x00281052]
+        except KeyError as error:
+            raise NotFast("a required tag is missing") from error
+        bits_stored = _us(values, 0x00280101) if 0x00280101 in values else bits_allocated
+        samples = _us(values, 0x00280002) if 0x00280002 in values else 1
+        frames_text = _text(values.get(0x00280008, b""))
+        if bits_allocated != 16 or samples != 1 or frames_text not in ("", "1"):
+            raise NotFast("not a 16-bit single-frame greyscale slice")
+        if not 1 <= bits_stored <= 16 or pixel_representation not in (0, 1):
+            raise NotFast("unusual pixel description")
+        try:
+            needed = limits.check_geometry(rows, columns, bits_allocated)
+        except LimitError as error:
+            raise NotFast(str(error)) from error
+        if pixel_length != needed or pixel_offset + needed > size:
+            raise NotFast("Pixel Data is not exactly the matrix")
+        slope, intercept = _decimal(slope_raw), _decimal(intercept_raw)
+        photometric = _text(values.get(0x00280004, b"")).upper()
+        if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            raise NotFast(f"PhotometricInterpretation {photometric!r}")
+        if slope == 0:
+            raise NotFast("RescaleSlope 0")
+        if pixel_offset + needed <= len(buffer):
+            pixels = np.frombuffer(buffer, dtype="<u2", count=rows * columns, offset=pixel_offset)
+        else:  # a large matrix: read exactly the pixels, nothing after them
+            file.seek(pixel_offset)
+            data = file.read(needed)
+            if len(data) != needed:
+                raise NotFast("the file ends inside Pixel Data")
+            pixels = np.frombuffer(data, dtype="<u2", count=rows * columns)
     return FastSlice(
         sop_instance_uid=_text(values.get(0x00080018, b"")),
         rows=rows,
         columns=columns,
         bits_stored=bits_stored,
         pixel_representation=pixel_representation,
-        slope=_decimal(values.get(0x00281053, b""), 1.0),
-        intercept=_decimal(values.get(0x00281052, b""), 0.0),
+        slope=slope,
+        intercept=intercept,
+        photometric_interpretation=photometric,
         pixels=pixels.reshape(rows, columns),
     )
 
@@ -131,10 +168,12 @@ def _file_meta(buffer: bytes, position: int) -> tuple[int, str]:
 def _explicit_header(buffer: bytes, position: int) -> tuple[int, int]:
     """(value position, length) of the Explicit VR element header at `position`."""
     vr = buffer[position + 4 : position + 6]
+    if vr not in _KNOWN_VRS:
+        raise NotFast("unknown VR")
     if vr in _LONG_VRS:
+        if position + 12 > len(buffer) or buffer[position + 6 : position + 8] != b"\x00\x00":
+            raise NotFast("malformed long element header")
         return position + 12, _U32.unpack_from(buffer, position + 8)[0]
-    if not (len(vr) == 2 and vr.isalpha() and vr.isupper()):
-        raise NotFast("malformed VR")
     return position + 8, _U16.unpack_from(buffer, position + 6)[0]
 
 
@@ -148,11 +187,17 @@ def _element(buffer: bytes, position: int, explicit: bool) -> tuple[int, bytes, 
 
 
 def _dataset(buffer: bytes, position: int, explicit: bool) -> tuple[dict[int, bytes], int, int]:
-    """The wanted values (raw bytes) and (offset, length) of the top-level Pixel Data."""
+    """The wanted values (raw bytes) and (offset, length) of the top-level Pixel Data.
+
+    Tags must ascend strictly and every value before Pixel Data must lie inside `buffer`."""
     values: dict[int, bytes] = {}
     end = len(buffer)
+    previous = -1
     while position + 8 <= end:
         tag, vr, value_position, length = _element(buffer, position, explicit)
+        if tag <= previous or tag >> 16 == 0x0002:
+            raise NotFast("tags out of order")
+        previous = tag
         if tag == _PIXEL_DATA:
             if length == UNDEFINED_LENGTH or (explicit and vr not in (b"OW", b"OB")):
                 raise NotFast("encapsulated or unusual Pixel Data")
@@ -162,6 +207,8 @@ def _dataset(buffer: bytes, position: int, explicit: bool) -> tuple[dict[int, by
                 raise NotFast("undefined length outside a sequence")
             position = _skip_sequence(buffer, value_position, explicit)
             continue
+        if value_position + length > end:
+            raise NotFast("an element runs past the bytes read")
         if tag in _WANTED:
             if explicit and vr != _WANTED[tag]:
                 raise NotFast(f"unexpected VR {vr!r} for tag {tag:08X}")
@@ -215,14 +262,13 @@ def _us(values: dict[int, bytes], tag: int) -> int:
     return int(_U16.unpack(raw)[0])
 
 
-def _decimal(raw: bytes, default: float) -> float:
-    """A single DS value (the default when empty, as `ichscan.dicom.hounsfield.rescale_of`)."""
+def _decimal(raw: bytes) -> float:
+    """One plain finite decimal (DS): anything else (empty, multi-valued, ``nan``, ``1_0``) is
+    left to pydicom and ichscan's own checks."""
     text = _text(raw)
-    if not text:
-        return default
-    if "\\" in text:
-        raise NotFast("multi-valued DS")
-    try:
-        return float(text)
-    except ValueError as error:
-        raise NotFast("unreadable DS") from error
+    if not _DECIMAL.fullmatch(text):
+        raise NotFast("RescaleSlope/RescaleIntercept not one plain decimal")
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotFast("non-finite rescale")
+    return value

@@ -38,12 +38,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ichscan.files import atomic_path
+from ichscan.dicom.limits import DEFAULT_LIMITS, PixelLimits
+from ichscan.files import atomic_path, die_with_parent, is_safe_component
 from ichscan.parallel import CLUSTER_TASKS_IN_FLIGHT_PER_SLOT
 from ichscan.prepare.cache import (
     CROP_COLUMNS,
     ERRORS_FILE,
     META_FILE,
+    SEGMENT_COLUMNS,
     SERIES_DIR,
     SIZE_COLUMNS,
     SLICES_FILE,
@@ -51,12 +53,18 @@ from ichscan.prepare.cache import (
     CacheSettings,
     SeriesRecord,
     completed_record,
-    is_safe_uid,
     read_settings,
     remove_temporary_files,
+    segment_columns,
     write_json,
 )
-from ichscan.prepare.series import SeriesOutcome, SeriesTask, prepare_series
+from ichscan.prepare.series import (
+    ENVIRONMENT_ERRNOS,
+    OutputError,
+    SeriesOutcome,
+    SeriesTask,
+    prepare_series,
+)
 
 REQUIRED_COLUMNS: Final[tuple[str, ...]] = (
     "series_instance_uid",
@@ -156,9 +164,11 @@ class InlineExecutor(Executor):
         return future
 
 
-def _init_worker() -> None:
-    """One OpenCV thread per worker: the parallelism is across series (measured: more threads
-    per worker only add contention on a machine whose cores the workers already fill)."""
+def _init_worker(parent_pid: int) -> None:
+    """Workers die with the parent (a killed `prepare` leaves no orphans working on), and use one
+    OpenCV thread each: the parallelism is across series (measured: more threads per worker only
+    add contention on a machine whose cores the workers already fill)."""
+    die_with_parent(parent_pid)
     cv2.setNumThreads(1)
 
 
@@ -168,7 +178,9 @@ def make_executor(workers: int) -> Executor:
         return InlineExecutor()
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker)
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)
+    )
 
 
 def check_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
@@ -185,7 +197,10 @@ def check_manifest(manifest: pd.DataFrame) -> pd.DataFrame:
 
 
 def series_tasks(
-    manifest: pd.DataFrame, cache_dir: Path, settings: CacheSettings
+    manifest: pd.DataFrame,
+    cache_dir: Path,
+    settings: CacheSettings,
+    limits: PixelLimits = DEFAULT_LIMITS,
 ) -> Iterator[tuple[SeriesTask, pd.DataFrame]]:
     """One task per series of a sorted manifest, with the series' rows."""
     for series_uid, rows in manifest.groupby("series_instance_uid", sort=False):
@@ -195,6 +210,7 @@ def series_tasks(
             sop_instance_uids=tuple(rows["sop_instance_uid"].astype(str)),
             cache_dir=cache_dir,
             settings=settings,
+            limits=limits,
             pixel_spacing=_pixel_spacing(rows) if settings.spacing is not None else None,
         )
         yield task, rows
@@ -206,6 +222,21 @@ def _pixel_spacing(rows: pd.DataFrame) -> tuple[float, float]:
         return (math.nan, math.nan)
     first = rows.iloc[0]
     return (float(first["pixel_spacing_row"]), float(first["pixel_spacing_col"]))
+
+
+# Ids that later name files (heatmaps, series volumes): a manifest from elsewhere may hold anything.
+NAMING_COLUMNS: Final[tuple[str, ...]] = ("series_instance_uid", "sop_instance_uid", "image_id", "study_instance_uid")
+
+
+def unsafe_id(rows: pd.DataFrame) -> str | None:
+    """Why a series cannot be cached because an id of its rows is not usable as a file name."""
+    for column in NAMING_COLUMNS:
+        if column not in rows.columns:
+            continue
+        for value in rows[column].astype(str):
+            if not is_safe_component(value):
+                return f"{column} {value[:80]!r} is not usable as a file name"
+    return None
 
 
 def cached_rows(rows: pd.DataFrame, record: SeriesRecord) -> pd.DataFrame:
@@ -232,6 +263,12 @@ def slices_table(parts: list[tuple[pd.DataFrame, SeriesRecord]]) -> pd.DataFrame
         [(r.crop.y0, r.crop.y1, r.crop.x0, r.crop.x1, r.height, r.width) for _, r in parts], dtype=np.int32
     ).reshape(len(parts), len(CROP_COLUMNS) + len(SIZE_COLUMNS))
     added = pd.DataFrame(np.repeat(per_series, depths, axis=0), columns=[*CROP_COLUMNS, *SIZE_COLUMNS])
+    first, last = segment_columns(
+        table["slice_index"].to_numpy(),
+        np.repeat(np.arange(len(parts)), depths),
+        table["segment"].to_numpy() if "segment" in table.columns else None,
+    )
+    added[SEGMENT_COLUMNS[0]], added[SEGMENT_COLUMNS[1]] = first, last
     added = pd.concat([added, _cached_spacing(table, parts, depths)], axis=1)
     kept = table.drop(columns=[column for column in added.columns if column in table.columns])
     return pd.concat([kept, added], axis=1)
@@ -272,7 +309,12 @@ def open_cache(cache_dir: Path, settings: CacheSettings) -> None:
     if existing is None:
         write_json(
             cache_dir / META_FILE,
-            {"size": settings.size, "crop": settings.crop, "version": settings.version}
+            {
+                "size": settings.size,
+                "crop": settings.crop,
+                "version": settings.version,
+                "invert_monochrome1": settings.invert_monochrome1,
+            }
             | ({} if settings.spacing is None else {"spacing": settings.spacing}),  # scale
         )
 
@@ -297,6 +339,8 @@ def prepare_cache(
     workers: int | None = None,
     progress: bool = True,
     *,
+    invert_monochrome1: bool = False,
+    limits: PixelLimits = DEFAULT_LIMITS,
     executor: Executor | None = None,
     spacing: float | None = None,
 ) -> PrepareResult:
@@ -306,17 +350,25 @@ def prepare_cache(
     `crop`, else after padding the matrix to a square); `size` 0 keeps the original resolution
     (then `crop` alone decides whether the head box is cut out). Series already done are
     skipped, so an interrupted run resumes. A series with an unusable slice is not cached and
-    every one of its slices is reported in `.errors`. `executor` (e.g. a Dask cluster's,
-    `ichscan.parallel.dask_executor`) runs the series instead of a local pool; it is not shut down.
-    `spacing` (mm) first resamples each series in-plane to that pixel spacing
-    (`ichscan.prepare.resample`); it is part of the cache's settings (meta.json, resume key).
+    every one of its slices is reported in `.errors`. `invert_monochrome1` repairs exports that
+    stored MONOCHROME1 values inverted (`ichscan.dicom.to_hounsfield`); `limits` bound what a
+    header may declare. `executor` (e.g. a Dask cluster's, `ichscan.parallel.dask_executor`) runs
+    the series instead of a local pool; it is not shut down. `spacing` (mm) first resamples each
+    series in-plane to that pixel spacing (`ichscan.prepare.resample`); it is part of the cache's
+    settings (meta.json, resume key).
+
+    Raises `OutputError` (disk full, permission denied on the cache, ...) and `MemoryError`:
+    those stop the run instead of being recorded as skipped slices.
     """
     if size < 0:
         raise ValueError(f"size must be 0 (keep the matrix) or positive, got {size}")
     cache_dir = Path(cache_dir)
     if spacing is not None and not (math.isfinite(spacing) and spacing > 0):
         raise ValueError(f"spacing must be a positive number of mm, got {spacing}")
-    settings = CacheSettings(size=int(size), crop=bool(crop), spacing=None if spacing is None else float(spacing))
+    settings = CacheSettings(
+        size=int(size), crop=bool(crop), invert_monochrome1=bool(invert_monochrome1),
+        spacing=None if spacing is None else float(spacing),
+    )
     manifest = check_manifest(manifest)
     open_cache(cache_dir, settings)
     if workers is None:
@@ -328,10 +380,10 @@ def prepare_cache(
     rows_of: dict[str, pd.DataFrame] = {}
     todo: list[SeriesTask] = []
     skipped = 0
-    for task, rows in series_tasks(manifest, cache_dir, settings):
-        if not is_safe_uid(task.series_instance_uid):
-            reason = f"series_instance_uid {task.series_instance_uid!r} is not usable as a file name"
-            errors.extend((path, reason) for path in task.paths)
+    for task, rows in series_tasks(manifest, cache_dir, settings, limits):
+        unsafe = unsafe_id(rows)
+        if unsafe is not None:
+            errors.extend((path, unsafe) for path in task.paths)
             continue
         record = completed_record(
             cache_dir, task.series_instance_uid, task.sop_instance_uids, settings
@@ -383,6 +435,13 @@ def _safe_prepare_series(task: SeriesTask) -> SeriesOutcome:
     """`prepare_series`, turning an unexpected failure (e.g. disk full) into per-slice errors."""
     try:
         return prepare_series(task)
+    except (OutputError, MemoryError):
+        raise  # the environment, not the input: the run stops
+    except OSError as error:
+        if error.errno in ENVIRONMENT_ERRNOS:
+            raise
+        reason = f"series {task.series_instance_uid} not cached: {error.strerror or error}"
+        return SeriesOutcome(task.series_instance_uid, None, tuple((path, reason) for path in task.paths))
     except Exception as error:
         reason = f"series {task.series_instance_uid} not cached: {type(error).__name__}: {error}"
         return SeriesOutcome(
@@ -395,7 +454,9 @@ def _outcome(task: SeriesTask, future: Future[SeriesOutcome]) -> SeriesOutcome:
     error = future.exception()
     if error is None:
         return future.result()
-    if not isinstance(error, Exception):
+    if not isinstance(error, Exception) or isinstance(error, (OutputError, MemoryError)):
+        raise error
+    if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
         raise error
     reason = (
         f"series {task.series_instance_uid} not cached: worker process died while preparing it "
@@ -407,7 +468,7 @@ def _outcome(task: SeriesTask, future: Future[SeriesOutcome]) -> SeriesOutcome:
 def _empty_slices(manifest: pd.DataFrame) -> pd.DataFrame:
     """A slices table with no rows but every column and dtype."""
     table = manifest.iloc[:0].copy()
-    for column in (*CROP_COLUMNS, *SIZE_COLUMNS):
+    for column in (*CROP_COLUMNS, *SIZE_COLUMNS, *SEGMENT_COLUMNS):
         table[column] = pd.Series(dtype=np.int32)
     for column in SPACING_COLUMNS:
         table[column] = pd.Series(dtype=np.float32)

@@ -10,6 +10,7 @@ slice of a dropped series is reported: the bad one with its own reason, the othe
 
 from __future__ import annotations
 
+import errno
 import math
 import struct
 import warnings
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from numpy.typing import NDArray
 
 from ichscan.dicom.hounsfield import (
@@ -26,6 +26,8 @@ from ichscan.dicom.hounsfield import (
     keep_stored_bits,
     to_hounsfield,
 )
+from ichscan.dicom.limits import DEFAULT_LIMITS, PixelLimits
+from ichscan.dicom.reader import read_dataset
 from ichscan.files import atomic_path
 from ichscan.nifti.volume import is_nifti, read_series_volume
 from ichscan.prepare.cache import (
@@ -41,6 +43,17 @@ from ichscan.prepare.resample import SpacingError, resample_in_plane
 HOUNSFIELD_CHUNK_SLICES = 16  # stored words → HU this many slices at a time (bounded temporaries)
 
 
+class OutputError(OSError):
+    """The cache cannot be written (disk full, quota, permission denied, read-only): the whole
+    run stops with this one-line message; it is never recorded as a skipped slice."""
+
+
+# Errors of the environment, not of one input file: they abort the run wherever they happen.
+ENVIRONMENT_ERRNOS: frozenset[int] = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+)
+
+
 @dataclass(frozen=True)
 class SeriesTask:
     """The slices of one series in anatomical order (z = position in these tuples)."""
@@ -50,6 +63,7 @@ class SeriesTask:
     sop_instance_uids: tuple[str, ...]
     cache_dir: Path
     settings: CacheSettings
+    limits: PixelLimits = DEFAULT_LIMITS
     pixel_spacing: tuple[float, float] | None = None  # scale: (row, column) mm, for settings.spacing
 
 
@@ -74,9 +88,11 @@ def read_volume(task: SeriesTask) -> tuple[NDArray[np.int16] | None, list[tuple[
     """
     volume: NDArray[np.int16] | None = None
     failures: list[tuple[str, str]] = []
-    stored_as: dict[tuple[int, int, float, float], list[int]] = {}  # layout+rescale → z of words
+    invert = task.settings.invert_monochrome1
+    # layout + rescale + inversion → z of the slices held as stored words
+    stored_as: dict[tuple[int, int, float, float, bool], list[int]] = {}
     for z, (path, sop_uid) in enumerate(zip(task.paths, task.sop_instance_uids, strict=True)):
-        fast = _read_fast_or_none(path)
+        fast = _read_fast_or_none(path, task.limits)
         if (
             fast is not None
             and fast.sop_instance_uid == sop_uid
@@ -87,13 +103,19 @@ def read_volume(task: SeriesTask) -> tuple[NDArray[np.int16] | None, list[tuple[
             if volume is None:
                 volume = np.empty((len(task.paths), fast.rows, fast.columns), dtype=np.int16)
             np.copyto(volume[z].view(np.uint16), fast.pixels)
-            key = (fast.bits_stored, fast.pixel_representation, fast.slope, fast.intercept)
+            key = (
+                fast.bits_stored,
+                fast.pixel_representation,
+                fast.slope,
+                fast.intercept,
+                invert and fast.photometric_interpretation == "MONOCHROME1",
+            )
             stored_as.setdefault(key, []).append(z)
             continue
         try:
             with warnings.catch_warnings():  # oddities pydicom tolerates do not change the HU;
                 warnings.simplefilter("ignore")  # what does is raised and reported below
-                ds = pydicom.dcmread(path)
+                ds = read_dataset(path, task.limits)  # only up to the end of Pixel Data
                 found_uid = str(ds.get("SOPInstanceUID", ""))
                 if found_uid != sop_uid:
                     raise ValueError(
@@ -103,7 +125,19 @@ def read_volume(task: SeriesTask) -> tuple[NDArray[np.int16] | None, list[tuple[
                 if volume is not None and matrix != volume.shape[1:]:
                     raise ValueError(f"matrix {matrix} differs from the series' {volume.shape[1:]}")
                 # decoded straight into the volume: no per-slice copy
-                hounsfield = to_hounsfield(ds, out=None if volume is None else volume[z])
+                hounsfield = to_hounsfield(
+                    ds,
+                    invert_monochrome1=invert,
+                    out=None if volume is None else volume[z],
+                    limits=task.limits,
+                )
+        except MemoryError:
+            raise  # the machine, not the file: the run stops
+        except OSError as error:
+            if error.errno in ENVIRONMENT_ERRNOS:
+                raise
+            failures.append((path, error.strerror or str(error)))
+            continue
         except Exception as error:  # any unreadable file is reported, never fatal
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             failures.append((path, reason))
@@ -114,10 +148,10 @@ def read_volume(task: SeriesTask) -> tuple[NDArray[np.int16] | None, list[tuple[
     if failures:
         return None, failures
     if volume is not None:
-        for (bits_stored, pixel_representation, slope, intercept), zs in stored_as.items():
+        for (bits_stored, pixel_representation, slope, intercept, inverted), zs in stored_as.items():
             for start, stop in _chunks(zs, HOUNSFIELD_CHUNK_SLICES):
                 _stored_words_to_hounsfield(
-                    volume[start:stop], bits_stored, pixel_representation, slope, intercept
+                    volume[start:stop], bits_stored, pixel_representation, slope, intercept, inverted
                 )
     return volume, failures
 
@@ -133,9 +167,9 @@ def _chunks(indices: list[int], longest: int) -> Iterator[tuple[int, int]]:
     yield start, previous + 1
 
 
-def _read_fast_or_none(path: str) -> FastSlice | None:
+def _read_fast_or_none(path: str, limits: PixelLimits) -> FastSlice | None:
     try:
-        return read_fast(path)
+        return read_fast(path, limits)
     except (NotFast, OSError, ValueError, struct.error):  # pydicom then reads it (or says why not)
         return None
 
@@ -146,6 +180,7 @@ def _stored_words_to_hounsfield(
     pixel_representation: int,
     slope: float,
     intercept: float,
+    invert: bool = False,
 ) -> None:
     """Turn raw 16-bit stored words (held in an int16 array) into HU, in place.
 
@@ -161,6 +196,7 @@ def _stored_words_to_hounsfield(
         intercept=intercept,
         bits_stored=bits_stored,
         pixel_representation=pixel_representation,
+        invert=invert,
         out=words,
     )
 
@@ -204,8 +240,6 @@ def prepare_series(task: SeriesTask) -> SeriesOutcome:
     cached = crop_and_resize(volume, box, side, side) if side > 0 else crop(volume, box)
     del volume
     target = series_path(task.cache_dir, task.series_instance_uid)
-    with atomic_path(target) as tmp:
-        np.save(tmp, np.ascontiguousarray(cached, dtype=np.int16), allow_pickle=False)
     record = SeriesRecord(
         series_instance_uid=task.series_instance_uid,
         sop_instance_uids=task.sop_instance_uids,
@@ -214,5 +248,10 @@ def prepare_series(task: SeriesTask) -> SeriesOutcome:
         width=int(cached.shape[2]),
         settings=task.settings,
     )
-    write_sidecar(task.cache_dir, record)
+    try:
+        with atomic_path(target) as tmp:
+            np.save(tmp, np.ascontiguousarray(cached, dtype=np.int16), allow_pickle=False)
+        write_sidecar(task.cache_dir, record)
+    except OSError as error:  # the output, not an input: disk full, permission denied, ...
+        raise OutputError(error.errno, f"cannot write {target}: {error.strerror or error}") from error
     return SeriesOutcome(task.series_instance_uid, record, ())

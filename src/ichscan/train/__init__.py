@@ -18,13 +18,17 @@ _EXPORTS: dict[str, str] = {
     "SliceDataModule": "ichscan.train.datamodule",
     "SliceClassifier": "ichscan.train.module",
     "channel_spec": "ichscan.train.module",
-    "resize_hu": "ichscan.train.module",
     "LoadedModel": "ichscan.train.run",
-    "RunError": "ichscan.train.run",
+    "RunError": "ichscan.train.resolve",
+    "ResolvedRun": "ichscan.train.resolve",
+    "resolve_run": "ichscan.train.resolve",
+    "reference_model_dir": "ichscan.train.resolve",
     "fit": "ichscan.train.run",
     "load_model": "ichscan.train.run",
     "predict_slices": "ichscan.train.run",
     "read_run_config": "ichscan.train.run",
+    "run_contract": "ichscan.train.run",
+    "write_run_contract": "ichscan.train.run",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -32,9 +36,18 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:
     from ichscan.train.datamodule import DataError, SliceDataModule
     from ichscan.train.losses import create_loss
-    from ichscan.train.module import SliceClassifier, channel_spec, resize_hu
+    from ichscan.train.module import SliceClassifier, channel_spec
     from ichscan.train.optim import create_optimizer, create_scheduler
-    from ichscan.train.run import LoadedModel, RunError, fit, load_model, predict_slices, read_run_config
+    from ichscan.train.resolve import ResolvedRun, RunError, reference_model_dir, resolve_run
+    from ichscan.train.run import (
+        LoadedModel,
+        fit,
+        load_model,
+        predict_slices,
+        read_run_config,
+        run_contract,
+        write_run_contract,
+    )
 
 
 def __getattr__(name: str) -> Any:

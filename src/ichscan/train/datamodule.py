@@ -45,11 +45,15 @@ def subset(slices: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
 
 
 def split_folds(config: ExperimentConfig, slices: pd.DataFrame) -> pd.Series:
-    """Fold of each row (``ichscan.data.splits.assign_folds`` with the configured method)."""
-    from ichscan.data.splits import assign_folds
+    """Fold of each row (``ichscan.data.splits.assign_folds`` with the configured method); logs a
+    warning when the split leaks patients (`ichscan.data.splits.split_warning`)."""
+    from ichscan.data.splits import assign_folds, split_warning
 
     split = config.data.split
-    return assign_folds(slices, method=split.method, n_folds=split.n_folds, seed=split.seed)
+    warning = split_warning(slices, split.method, split.group)
+    if warning:
+        log.warning("%s: %s", config.data.cache_dir, warning)
+    return assign_folds(slices, method=split.method, n_folds=split.n_folds, seed=split.seed, group_col=split.group)
 
 
 class SliceDataModule(pl.LightningDataModule):
@@ -90,8 +94,8 @@ class SliceDataModule(pl.LightningDataModule):
                             f"({len(slices)} labelled slices, {data.split.n_folds} folds)")
         self.train_slices = slices.loc[~is_val].reset_index(drop=True)
         self.val_slices = slices.loc[is_val].reset_index(drop=True)
-        self.train_set = SliceDataset(data.cache_dir, self.train_slices, offsets=data.offsets)
-        self.val_set = SliceDataset(data.cache_dir, self.val_slices, offsets=data.offsets)
+        self.train_set = SliceDataset(data.cache_dir, self.train_slices, offsets=data.offsets, size=data.size)
+        self.val_set = SliceDataset(data.cache_dir, self.val_slices, offsets=data.offsets, size=data.size)
         log.info("fold %d: %d training and %d validation slices (%s split, %d folds)", data.fold,
                  len(self.train_set), len(self.val_set), data.split.method, data.split.n_folds)
 

@@ -1,8 +1,9 @@
 """The Lightning module: HU batches in, windowing + augmentation on the device, six logits out.
 
-Workers only move int16 HU stacks; everything float happens on whole batches where the model
-runs: resize (when the configured size differs from the cache), ``apply_windows``, the kornia
-augmentation (training only), channels_last. Validation gathers the sigmoid outputs of the whole
+Workers move int16 HU stacks already on the network grid (``SliceDataset(size=…)`` applies the
+input contract's one resize, `ichscan.data.contract.to_input_grid`, on the CPU); everything float
+happens on whole batches where the model runs: ``apply_windows``, the kornia augmentation
+(training only), channels_last. The run's `InputContract` is stored in every checkpoint. Validation gathers the sigmoid outputs of the whole
 epoch (all DDP ranks) and scores them with ``ichscan.metrics``: the RSNA weighted log loss
 ``val_wll`` (the checkpoint / early-stopping criterion) and per-class ROC AUC.
 """
@@ -17,11 +18,11 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ichscan.config import ExperimentConfig, config_from_dict
 from ichscan.data.augment import create_augmentation
+from ichscan.data.contract import InputContract
 from ichscan.data.windows import ChannelSpec, apply_windows
 from ichscan.labels import LABELS
 from ichscan.models import create_model
@@ -55,18 +56,6 @@ def build_model(config: ExperimentConfig, pretrained: bool | None = None) -> nn.
     )
 
 
-def resize_hu(hu: torch.Tensor, size: int | None) -> torch.Tensor:
-    """Resize ``(B, S, H, W)`` HU stacks to ``size × size`` (bilinear, antialiased), kept int16.
-
-    Done in HU before windowing, exactly as ``ichscan.predict`` does, so a model sees the same
-    pixels in training and in prediction. No-op when ``size`` is None or already the size.
-    """
-    if not size or tuple(hu.shape[-2:]) == (size, size):
-        return hu
-    resized = F.interpolate(hu.float(), size=(size, size), mode="bilinear", antialias=True)
-    return resized.round().clamp(-32768, 32767).to(torch.int16)
-
-
 def label_mask(labels: Sequence[str]) -> torch.Tensor:
     """Bool ``(6,)``: which of ``LABELS`` enter the loss."""
     return torch.tensor([label in labels for label in LABELS], dtype=torch.bool)
@@ -76,12 +65,19 @@ class SliceClassifier(pl.LightningModule):
     """Per-slice six-label classifier of one ``ExperimentConfig``.
 
     ``loss_params`` are extra keyword arguments for ``create_loss`` that depend on the training
-    data (e.g. per-class positive/negative counts for seed 000's weighted BCE).
+    data (e.g. per-class positive/negative counts for seed 000's weighted BCE). ``contract``: the
+    run's input recipe, written into every checkpoint (``ichscan.input``).
     """
 
-    def __init__(self, config: ExperimentConfig, loss_params: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        loss_params: dict[str, Any] | None = None,
+        contract: InputContract | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
+        self.contract = contract
         self.channel_spec = channel_spec(config)
         self.model = build_model(config)
         if config.trainer.channels_last:
@@ -96,8 +92,8 @@ class SliceClassifier(pl.LightningModule):
 
     # ---------------------------------------------------------------- forward path
     def inputs(self, hu: torch.Tensor, train: bool) -> torch.Tensor:
-        """int16 HU ``(B, S, H, W)`` → network input ``(B, S·W, size, size)`` on the device."""
-        x = apply_windows(resize_hu(hu, self.config.data.size), self.channel_spec)
+        """int16 HU ``(B, S, size, size)`` (already on the network grid) → network input ``(B, S·W, size, size)``."""
+        x = apply_windows(hu, self.channel_spec)
         if train:
             x = self.augment(x)
         if self.config.trainer.channels_last:
@@ -192,6 +188,7 @@ class SliceClassifier(pl.LightningModule):
         checkpoint[CHECKPOINT_KEY] = {
             "config": self.config.model_dump(mode="json"),
             "optimizer_switched": self.optimizer_switched,
+            **({"input": self.contract.to_json()} if self.contract is not None else {}),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

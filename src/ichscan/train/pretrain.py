@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,13 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import Tensor, nn
 
 from ichscan.config import (
-    load_yaml_config,
     ConfigError,
+    Section,
+    load_yaml_config,
     DataConfig,
     ModelConfig,
     OptimizerConfig,
@@ -72,14 +72,12 @@ SIMCLR_AUGMENT: dict[str, Any] = {
 }
 
 
-class PretrainConfig(BaseModel):
+class PretrainConfig(Section):
     """One SimCLR pre-training run; the sections are those of `ichscan.config.ExperimentConfig`.
 
     Every slice of ``data.cache_dir`` is used, labelled or not. ``temperature`` is τ of NT-Xent,
     ``projection_hidden``/``projection_dim`` size the projection head (thrown away afterwards).
     """
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     name: str = Field("simclr", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     data: DataConfig = DataConfig()
@@ -124,7 +122,7 @@ class SimCLRModule(pl.LightningModule):
         """Two independently augmented windowed views ``(B, C, H, W)`` of int16 HU ``(B, S, H, W)``."""
         from ichscan.train.sequence import model_inputs
 
-        x = model_inputs(hu, self.spec, self.config.data.size or 0)
+        x = model_inputs(hu, self.spec)
         return self.augment(x), self.augment(x)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -171,10 +169,10 @@ def pretrain(config: PretrainConfig) -> Path:
     except FileNotFoundError as exc:
         raise ConfigError(f"{cache}: not a prepared cache ({exc})") from exc
     trainer_cfg = config.trainer
-    with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with _run_log(run_dir / LOG_FILE):
         pl.seed_everything(trainer_cfg.seed, workers=True, verbose=False)
-        dataset = SliceDataset(cache, slices.reset_index(drop=True), offsets=config.data.offsets)
+        dataset = SliceDataset(cache, slices.reset_index(drop=True), offsets=config.data.offsets,
+                               size=config.data.size)
         loader = create_loader(dataset, batch_size=trainer_cfg.batch_size, shuffle=True,
                                workers=trainer_cfg.num_workers, drop_last=len(dataset) > trainer_cfg.batch_size,
                                seed=trainer_cfg.seed)

@@ -6,7 +6,11 @@ Run directory (``config.run_dir(fold)`` = ``output_dir/name/fold<k>``)::
     metrics.csv              one row per epoch (train loss, val loss, val_wll, per-class AUC, lr, time)
     checkpoints/best.ckpt    weights of the epoch with the lowest validation weighted log loss
     checkpoints/last.ckpt    full training state at the end of the latest epoch (for ``--resume``)
+    input.json               the input contract (`ichscan.data.contract.InputContract`): how DICOM
+                             becomes the network's input; also stored in every checkpoint
     oof.parquet              out-of-fold predictions of best.ckpt on the validation fold
+    operating_point.json     the calibrated study-level triage threshold (`ichscan.train.operating_point`);
+                             the run folder (``output_dir/name``) holds one pooled over its folds
     train.log                the run's log
     logs/                    step-level CSV (and TensorBoard, when installed) logs of Lightning
 """
@@ -34,20 +38,27 @@ from rich.progress import track
 from torch import nn
 
 from ichscan.config import ConfigError, ExperimentConfig, config_from_dict, dump_config
+from ichscan.data.contract import (
+    ContractError,
+    InputContract,
+    SplitRecipe,
+    read_contract,
+    write_contract,
+)
 from ichscan.data.dataset import SliceDataset, create_loader
 from ichscan.data.windows import ChannelSpec, apply_windows
 from ichscan.files import atomic_path
 from ichscan.labels import LABELS
 from ichscan.train.callbacks import AtomicCheckpointIO, EpochMetricsCSV
 from ichscan.train.datamodule import SliceDataModule
+from ichscan.train.operating_point import write_run_operating_points
+from ichscan.train.resolve import RunError
 from ichscan.train.module import (
     MONITOR,
     SliceClassifier,
     build_model,
-    channel_spec,
     config_of_checkpoint,
     model_state,
-    resize_hu,
 )
 
 log = logging.getLogger(__name__)
@@ -66,22 +77,97 @@ RESUMABLE_CHANGES = frozenset({
 })
 
 
-class RunError(RuntimeError):
-    """A run directory that cannot be used as asked; the message names it and the reason."""
-
-
 @dataclass(frozen=True)
 class LoadedModel:
-    """A trained network ready for prediction, with what it needs to see its inputs as in training.
-
-    ``size`` is the square input side in pixels (0: the cache's own size).
-    """
+    """A trained network ready for prediction, with the input contract it was trained under."""
 
     model: nn.Module
     config: ExperimentConfig
-    channel_spec: ChannelSpec
-    size: int
+    contract: InputContract
     checkpoint: Path
+
+    @property
+    def channel_spec(self) -> ChannelSpec:
+        """Windows × slice offsets and normalisation (from the contract)."""
+        return self.contract.channel_spec
+
+    @property
+    def size(self) -> int:
+        """The network's square input side in pixels (from the contract)."""
+        return self.contract.input_size
+
+
+def run_contract(config: ExperimentConfig, cache_dir: Path | None = None) -> InputContract:
+    """The input contract of a stage-1 (or CNN-LSTM) config trained on `cache_dir` (default
+    ``data.cache_dir``): the cache's ``meta.json`` gives its size and crop, the config the rest."""
+    from ichscan.prepare.cache import META_FILE, read_settings
+
+    cache = Path(config.data.cache_dir if cache_dir is None else cache_dir)
+    try:
+        settings = read_settings(cache)
+    except ValueError as exc:
+        raise ContractError(str(exc)) from exc
+    if settings is None:
+        raise ContractError(f"{cache / META_FILE}: missing; the input contract needs the cache the run trained on")
+    try:
+        import json
+
+        opencv = json.loads((cache / META_FILE).read_text(encoding="utf-8")).get("opencv_version")
+    except (OSError, ValueError):
+        opencv = None
+    split = config.data.split
+    return InputContract.build(
+        cache_size=settings.size, crop=settings.crop, cache_version=settings.version,
+        windows=tuple(config.data.windows), offsets=tuple(config.data.offsets),
+        normalize=config.data.normalize, input_size=config.data.size, opencv_version=opencv,
+        split=SplitRecipe(method=split.method, n_folds=split.n_folds, seed=split.seed, fold=config.data.fold,
+                          group=split.group),
+    )
+
+
+def write_run_contract(run_dir: str | Path, cache_dir: str | Path | None = None) -> InputContract:
+    """(Re)write ``RUN/input.json`` of an existing run from its ``config.yaml`` and the ``meta.json``
+    of the cache it trained on (`cache_dir`, default the config's ``data.cache_dir``).
+
+    The explicit upgrade of a run trained before contracts existed (`ichscan contract RUN --write`).
+    A stage-2 ``two_stage`` run takes its stage-1 run's contract (its inputs are that network's).
+    """
+    run_dir = Path(run_dir)
+    raw = _read_yaml(run_dir / CONFIG_FILE)
+    if raw.get("kind") == "two_stage":
+        stage1 = _stage1_of(run_dir)
+        contract = read_contract(stage1)
+    else:
+        config = config_from_dict(_stage1_view(raw), str(run_dir / CONFIG_FILE))
+        contract = run_contract(config, None if cache_dir is None else Path(cache_dir))
+    write_contract(run_dir, contract)
+    return contract
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise RunError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    if not isinstance(raw, dict):
+        raise RunError(f"{path}: not a run config")
+    return raw
+
+
+def _stage1_view(raw: dict[str, Any]) -> dict[str, Any]:
+    """The stage-1 sections of a (possibly CNN-LSTM) config: what the input contract reads."""
+    keys = ("name", "data", "model", "output_dir")
+    return {key: raw[key] for key in keys if key in raw}
+
+
+def _stage1_of(run_dir: Path) -> Path:
+    import json
+
+    path = run_dir / "stage1.json"
+    try:
+        return Path(json.loads(path.read_text(encoding="utf-8"))["run"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise RunError(f"{path}: cannot name the stage-1 run of this stage-2 run ({exc})") from exc
 
 
 def _flatten(raw: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -98,7 +184,12 @@ def _check_resumable(run_dir: Path, config: ExperimentConfig) -> None:
     stored_path = run_dir / CONFIG_FILE
     if not stored_path.exists():
         return
-    stored = _flatten(yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {})
+    raw = yaml.safe_load(stored_path.read_text(encoding="utf-8")) or {}
+    try:  # settings added since the run started take their defaults, as they did then
+        raw = config_from_dict(raw, str(stored_path)).model_dump(mode="json")
+    except ConfigError:
+        pass
+    stored = _flatten(raw)
     current = _flatten(config.model_dump(mode="json"))
     changed = sorted(key for key in stored.keys() | current.keys()
                      if stored.get(key) != current.get(key) and key not in RESUMABLE_CHANGES)
@@ -106,11 +197,47 @@ def _check_resumable(run_dir: Path, config: ExperimentConfig) -> None:
         raise RunError(f"{stored_path}: cannot resume with a different config; changed: {', '.join(changed)}")
 
 
+# Lightning output that tells a user nothing about their run (adverts, deprecations inside Lightning
+# itself, the per-step logging interval of a short epoch, the worker-count hint): silenced in runs.
+QUIET_WARNINGS: tuple[str, ...] = (
+    r".*does not have many workers.*",
+    r".*isinstance\(treespec, LeafSpec\).*",
+    r".*smaller than the logging interval.*",
+    r".*exists and is not empty.*",
+)
+QUIET_MESSAGES: tuple[str, ...] = ("💡 Tip:",)
+
+
+class _DropAdverts(logging.Filter):
+    """Drops Lightning's advert lines (`QUIET_MESSAGES`) from the console and train.log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(QUIET_MESSAGES)
+
+
+@contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Run a Lightning fit without its noise (`QUIET_WARNINGS`, `QUIET_MESSAGES`); what remains is
+    about the run. Used by stage-1, stage-2 and SimCLR training alike."""
+    source = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info logs
+    adverts = _DropAdverts()
+    source.addFilter(adverts)
+    try:
+        with warnings.catch_warnings():
+            for pattern in QUIET_WARNINGS:
+                warnings.filterwarnings("ignore", message=pattern)
+            yield
+    finally:
+        source.removeFilter(adverts)
+
+
 @contextmanager
 def _run_log(path: Path) -> Iterator[None]:
-    """Copy the ``ichscan`` and Lightning loggers into the run's ``train.log`` (rank 0 only)."""
+    """Copy the ``ichscan`` and Lightning loggers into the run's ``train.log`` (rank 0 only), with
+    Lightning's noise silenced (`quiet_lightning`)."""
     if rank_zero_only.rank != 0:
-        yield
+        with quiet_lightning():
+            yield
         return
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -121,7 +248,8 @@ def _run_log(path: Path) -> Iterator[None]:
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
     try:
-        yield
+        with quiet_lightning():
+            yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.removeHandler(handler)
@@ -228,21 +356,23 @@ def fit(config: ExperimentConfig, fold: int | None = None, resume: bool = False)
                        "or choose another name/output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with _run_log(run_dir / LOG_FILE):
         pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
         datamodule = SliceDataModule(config)
         datamodule.setup("fit")
-        module = SliceClassifier(config, loss_params=_loss_params(config, datamodule))
+        contract = run_contract(config)
+        module = SliceClassifier(config, loss_params=_loss_params(config, datamodule), contract=contract)
         if rank_zero_only.rank == 0:
             with atomic_path(run_dir / CONFIG_FILE) as tmp:
                 tmp.write_text(dump_config(config), encoding="utf-8")
-        log.info("run %s: %s on fold %d, precision %s%s", run_dir, config.model.backbone, fold,
-                 resolve_precision(config), " (resumed)" if resume else "")
+            write_contract(run_dir, contract)
         trainer = build_trainer(config, run_dir)
+        log.info("run %s: %s on fold %d, precision %s (trainer.precision %s)%s", run_dir, config.model.backbone,
+                 fold, trainer.precision, config.trainer.precision, " (resumed)" if resume else "")
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if resume else None)
         if trainer.is_global_zero:
             _write_oof(run_dir, config, datamodule, module)
+            write_run_operating_points(run_dir)
             best = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
             log.info("run %s finished: best %s %.5f", run_dir, MONITOR, float("nan") if best is None else float(best))
     return run_dir
@@ -266,8 +396,8 @@ def _write_oof(run_dir: Path, config: ExperimentConfig, datamodule: SliceDataMod
     state = torch.load(best, map_location="cpu", weights_only=True)
     model = module.model.cpu()
     model.load_state_dict(dict(model_state(state)))
-    loaded = LoadedModel(model=model.eval(), config=config, channel_spec=channel_spec(config),
-                         size=config.data.size or 0, checkpoint=best)
+    assert module.contract is not None
+    loaded = LoadedModel(model=model.eval(), config=config, contract=module.contract, checkpoint=best)
     n_rows = validated_rows(config, len(datamodule.val_slices))
     if n_rows < len(datamodule.val_slices):
         log.warning("oof.parquet holds the %d of %d validation slices scored under trainer.limit_val_batches",
@@ -298,7 +428,7 @@ def predict_slices(
     progress: bool = False,
 ) -> np.ndarray:
     """Sigmoid probabilities ``(n, 6)`` float32 of a loaded model on rows of a cache's slices table."""
-    dataset = SliceDataset(cache_dir, slices, offsets=loaded.channel_spec.offsets)
+    dataset = SliceDataset(cache_dir, slices, offsets=loaded.channel_spec.offsets, size=loaded.size)
     loader = create_loader(dataset, batch_size=batch_size, workers=workers)
     device = next(loaded.model.parameters()).device
     probs = np.empty((len(dataset), len(LABELS)), dtype=np.float32)
@@ -306,8 +436,7 @@ def predict_slices(
     batches = track(loader, description="out-of-fold predictions") if progress else loader
     with torch.inference_mode(), autocast:
         for batch in batches:
-            hu = resize_hu(batch["hu"].to(device), loaded.size or None)
-            x = apply_windows(hu, loaded.channel_spec).contiguous(memory_format=torch.channels_last)
+            x = apply_windows(batch["hu"].to(device), loaded.channel_spec).contiguous(memory_format=torch.channels_last)
             probs[batch["index"].numpy()] = torch.sigmoid(loaded.model(x).float()).cpu().numpy()
     return probs
 
@@ -322,7 +451,10 @@ def checkpoint_path(run_dir: Path, checkpoint: str = "best") -> Path:
 
 
 def load_model(run_dir: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> LoadedModel:
-    """The network of a run in eval mode (channels_last) with its config, channel spec and size."""
+    """The network of a run in eval mode (channels_last) with its config and input contract.
+
+    RunError (one line) when the run has no input contract (`ichscan.data.contract.read_contract`).
+    """
     path = checkpoint_path(Path(run_dir), checkpoint)
     try:
         state = torch.load(path, map_location=device, weights_only=True)
@@ -332,14 +464,20 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str | torc
         config = config_of_checkpoint(state, str(path))
     except (ValueError, ConfigError) as exc:
         raise RunError(str(exc)) from exc
+    try:
+        contract = read_contract(Path(run_dir), state)
+    except ContractError as exc:
+        raise RunError(str(exc)) from exc
+    if contract.in_chans != config.data.in_chans:
+        raise RunError(f"{Path(run_dir)}: input contract gives {contract.in_chans} channels, config.yaml "
+                       f"{config.data.in_chans}; rewrite it with `ichscan contract {run_dir} --write`")
     model = build_model(config, pretrained=False)
     missing, unexpected = model.load_state_dict(dict(model_state(state)), strict=False)
     if missing or unexpected:
         raise RunError(f"{path}: weights do not fit {config.model.backbone} "
                        f"(missing {list(missing)[:3]}, unexpected {list(unexpected)[:3]})")
     model = model.to(device=device, memory_format=torch.channels_last).eval()
-    return LoadedModel(model=model, config=config, channel_spec=channel_spec(config),
-                       size=config.data.size or 0, checkpoint=path)
+    return LoadedModel(model=model, config=config, contract=contract, checkpoint=path)
 
 
 def read_run_config(run_dir: str | Path) -> ExperimentConfig:

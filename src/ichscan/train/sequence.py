@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +29,16 @@ import pandas as pd
 import torch
 import yaml
 from lightning.fabric.utilities.rank_zero import rank_zero_only
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from ichscan.config import (
-    load_yaml_config,
     ConfigError,
+    Section,
+    config_from_dict,
+    load_yaml_config,
     DataConfig,
     LossConfig,
     ModelConfig,
@@ -46,6 +47,7 @@ from ichscan.config import (
     TrainerConfig,
 )
 from ichscan.data.augment import AugmentConfig, create_augmentation
+from ichscan.data.contract import InputContract, read_contract, write_contract
 from ichscan.data.windows import ChannelSpec, apply_windows
 from ichscan.dicom.index import ID_COLUMNS
 from ichscan.files import atomic_path
@@ -120,11 +122,9 @@ class SeriesFeatures:
         return self.slices[list(LABELS)].to_numpy(dtype=np.float32, na_value=np.nan)
 
 
-def model_inputs(hu: Tensor, spec: ChannelSpec, size: int) -> Tensor:
-    """int16 HU ``(B, S, H, W)`` → network input: resized in HU to ``size`` (0: unchanged), windowed."""
-    from ichscan.train.module import resize_hu
-
-    return apply_windows(resize_hu(hu, size or None), spec)
+def model_inputs(hu: Tensor, spec: ChannelSpec) -> Tensor:
+    """int16 HU ``(B, S, H, W)`` already on the network grid (the dataset resized it) → windowed input."""
+    return apply_windows(hu, spec)
 
 
 def embed_inputs(model: nn.Module, x: Tensor, tta: bool = False) -> tuple[Tensor, Tensor]:
@@ -149,9 +149,9 @@ def compute_features(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings ``(N, D)`` and logits ``(N, 6)`` of a `LoadedModel` for the rows of ``slices``.
 
-    Neighbour stacks are read series by series from the cache (`ichscan.predict.batches`).
+    Neighbour stacks are read series by series from the cache (`ichscan.data.batches`).
     """
-    from ichscan.predict.batches import iter_hu_batches
+    from ichscan.data.batches import iter_hu_batches
 
     model = loaded.model.eval()
     device = next(model.parameters()).device
@@ -163,7 +163,7 @@ def compute_features(
     with Progress(*columns, disable=not progress, transient=True) as bar, torch.inference_mode():
         task = bar.add_task("slices", total=len(slices))
         for rows, hu in iter_hu_batches(Path(cache_dir), slices, offsets, batch_size):
-            x = model_inputs(torch.from_numpy(hu).to(device), loaded.channel_spec, loaded.size)
+            x = loaded.contract.network_input(hu, device)
             x = x.contiguous(memory_format=torch.channels_last)
             embedding, logit = embed_inputs(model, x, tta)
             embeddings[rows] = embedding.cpu().numpy()
@@ -191,16 +191,25 @@ def extract_features(
     batch_size: int = 32,
     checkpoint: str = "best",
     progress: bool = True,
+    fold: int | None = None,
 ) -> SeriesFeatures:
     """`ichscan embed`: embed every slice of a cache (or the given rows) with a run; write FEATURES/.
 
-    ``cache_dir`` None means the run's own ``data.cache_dir``.
+    ``run_dir`` is resolved by `ichscan.train.resolve.resolve_run` (one stage-1 network: ``fold``
+    for a run folder with several). ``cache_dir`` None means the run's own ``data.cache_dir``; the
+    cache must have been prepared as the run's input contract says.
     """
     from ichscan.prepare import read_slices
+    from ichscan.train.resolve import RunError, resolve_run
     from ichscan.train.run import load_model
 
+    resolved = resolve_run(run_dir, fold)
+    if resolved.stage != 1:
+        raise RunError(f"{run_dir}: a stage-2 run; `ichscan embed` takes the stage-1 run")
+    run_dir = resolved.single("embed")
     loaded = load_model(run_dir, checkpoint)
     cache_dir = Path(loaded.config.data.cache_dir if cache_dir is None else cache_dir)
+    loaded.contract.check_cache(cache_dir)
     table = _feature_slices(read_slices(cache_dir) if slices is None else slices)
     embeddings, logits = compute_features(
         loaded, Path(cache_dir), table, tta=tta, batch_size=batch_size, progress=progress
@@ -214,6 +223,7 @@ def extract_features(
         "backbone": loaded.config.model.backbone,
         "split": loaded.config.data.split.model_dump(mode="json"),
         "fold": loaded.config.data.fold,
+        "input": loaded.contract.to_json(),
     }
     features = SeriesFeatures(table, embeddings, logits, meta)
     write_features(features, out_dir)
@@ -312,11 +322,7 @@ def collate_feature_series(items: Sequence[dict[str, Tensor]]) -> dict[str, Tens
 
 
 # ------------------------------------------------------------------------------------- config
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class SequenceModelConfig(_Section):
+class SequenceModelConfig(Section):
     """``ichscan.models.sequence.create_sequence_model``: bidirectional LSTM/GRU or dilated conv."""
 
     name: Literal["lstm", "gru", "conv"] = "lstm"
@@ -337,7 +343,7 @@ class SequenceModelConfig(_Section):
         )
 
 
-class SequenceConfig(_Section):
+class SequenceConfig(Section):
     """One stage-2 experiment (`ichscan train-seq --config`).
 
     ``kind: two_stage`` trains the sequence model on FEATURES of `ichscan embed` (``features``);
@@ -382,18 +388,9 @@ class SequenceConfig(_Section):
         return self.output_dir / self.name / f"fold{self.data.fold if fold is None else fold}"
 
 
-def _format_errors(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in item['loc']) or '<root>'}: {item['msg']}" for item in error.errors()
-    )
-
-
 def sequence_config_from_dict(raw: dict[str, Any], source: str = "<config>") -> SequenceConfig:
     """Validate a dict; ``ConfigError`` naming ``source``, the key and the reason."""
-    try:
-        return SequenceConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(f"{source}: {_format_errors(exc)}") from exc
+    return config_from_dict(raw, source, SequenceConfig)
 
 
 def load_sequence_config(path: Path, overrides: Sequence[str] = ()) -> SequenceConfig:
@@ -421,6 +418,7 @@ class SequenceModule(pl.LightningModule):
         self.loss_params = dict(loss_params or {})
         self.model = config.sequence.build(in_features) if model is None else model
         self.criterion = create_loss(config.loss.name, **{**config.loss.params, **self.loss_params})
+        self.contract: InputContract | None = None  # set by fit_sequence; stored in checkpoints
         self._val_outputs: list[tuple[Tensor, Tensor, Tensor]] = []
 
     def masked_loss(self, logits: Tensor, labels: Tensor, mask: Tensor) -> Tensor:
@@ -472,6 +470,8 @@ class SequenceModule(pl.LightningModule):
         checkpoint[SEQUENCE_CHECKPOINT_KEY] = {"config": self.config.model_dump(mode="json"),
                                                "in_features": self.in_features,
                                                "loss_params": self.loss_params}
+        if self.contract is not None:
+            checkpoint["ichscan"] = {"input": self.contract.to_json()}
 
 
 def neighbour_positions(lengths: Tensor, steps: int, offsets: Sequence[int]) -> Tensor:
@@ -511,7 +511,7 @@ class CNNLSTMModule(SequenceModule):
         positions = neighbour_positions(lengths, mask.shape[1], self.spec.offsets)
         batch_index = torch.arange(hu.shape[0], device=hu.device)[:, None, None]
         stacks = hu[batch_index, positions][mask]  # (N valid, S, H, W)
-        x = model_inputs(stacks, self.spec, self.config.data.size or 0)
+        x = model_inputs(stacks, self.spec)
         if train:
             x = self.augment(x)
         out = self.model.forward_valid(x, mask)
@@ -559,7 +559,8 @@ def _series_folds(config: SequenceConfig, slices: pd.DataFrame) -> np.ndarray:
     from ichscan.data.splits import assign_folds
 
     split = config.data.split
-    return assign_folds(slices, method=split.method, n_folds=split.n_folds, seed=split.seed).to_numpy()
+    return assign_folds(slices, method=split.method, n_folds=split.n_folds, seed=split.seed,
+                        group_col=split.group).to_numpy()
 
 
 @dataclass
@@ -591,7 +592,8 @@ def _fold_data(config: SequenceConfig, fold: int) -> _FoldData:
         val_collate: Any = collate_feature_series
         train_labels = features.labels[train_rows]
         in_features = int(features.embeddings.shape[1])
-        stage1: dict[str, Any] = {k: features.meta[k] for k in ("run", "checkpoint", "tta") if k in features.meta}
+        stage1: dict[str, Any] = {k: features.meta[k] for k in ("run", "checkpoint", "tta", "input")
+                                  if k in features.meta}
     else:
         from ichscan.data.dataset import SeriesDataset
         from ichscan.prepare import read_slices
@@ -603,9 +605,9 @@ def _fold_data(config: SequenceConfig, fold: int) -> _FoldData:
         slices["fold"] = _series_folds(config, slices)
         val_rows = np.flatnonzero(slices["fold"] == fold)
         train_slices = slices.iloc[np.flatnonzero(slices["fold"] != fold)].reset_index(drop=True)
-        train_set = SeriesDataset(cache, train_slices)
+        train_set = SeriesDataset(cache, train_slices, size=config.data.size)
         train_labels = train_slices[list(LABELS)].to_numpy(dtype=np.float32, na_value=np.nan)
-        val_set = SeriesDataset(cache, slices)  # index = row of `slices`
+        val_set = SeriesDataset(cache, slices, size=config.data.size)  # index = row of `slices`
         val_set = torch.utils.data.Subset(val_set, _series_positions(slices, val_rows))
         collate = _ChunkCollate(config.chunk, trainer.seed)
         val_collate = _ChunkCollate(None, trainer.seed)
@@ -656,8 +658,7 @@ def fit_sequence(config: SequenceConfig, fold: int | None = None) -> Path:
     if any((run_dir / CHECKPOINT_DIR).glob("*.ckpt")):
         raise RunError(f"{run_dir}: already holds a trained run; choose another name or output_dir")
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _run_log(run_dir / LOG_FILE), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    with _run_log(run_dir / LOG_FILE):
         pl.seed_everything(config.trainer.seed, workers=True, verbose=False)
         data = _fold_data(config, fold)
         loss_params = _loss_params(config, data.train_labels)
@@ -666,18 +667,39 @@ def fit_sequence(config: SequenceConfig, fold: int | None = None) -> Path:
             if config.kind == "two_stage"
             else CNNLSTMModule(config, loss_params=loss_params)
         )
+        module.contract = _sequence_contract(config, data.stage1)
         if rank_zero_only.rank == 0:
             with atomic_path(run_dir / CONFIG_FILE) as tmp:
                 tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False), encoding="utf-8")
+            write_contract(run_dir, module.contract)
             if data.stage1:
                 with atomic_path(run_dir / STAGE1_FILE) as tmp:
                     tmp.write_text(json.dumps(data.stage1, indent=2), encoding="utf-8")
-        log.info("stage-2 run %s: %s (%s) on fold %d", run_dir, config.kind, config.sequence.name, fold)
         trainer = build_trainer(config, run_dir)  # type: ignore[arg-type]  (reads .trainer only)
+        log.info("stage-2 run %s: %s (%s) on fold %d, precision %s", run_dir, config.kind, config.sequence.name,
+                 fold, trainer.precision)
         trainer.fit(module, train_dataloaders=data.train_loader, val_dataloaders=data.val_loader)
         if trainer.is_global_zero:
             _write_oof(run_dir, data.val_loader, data.val_slices, fold)
+            from ichscan.train.operating_point import write_run_operating_points
+
+            write_run_operating_points(run_dir)
     return run_dir
+
+
+def _sequence_contract(config: SequenceConfig, stage1: dict[str, Any]) -> InputContract:
+    """The input contract of a stage-2 run: its stage-1 run's (two_stage: carried by the features,
+    else read from that run), or its own CNN's from the config and the cache (cnn_lstm)."""
+    from ichscan.config import ExperimentConfig
+    from ichscan.train.run import run_contract
+
+    if config.kind == "two_stage":
+        if "input" in stage1:
+            return InputContract.from_json(stage1["input"], f"{config.features}/{META_FILE}")
+        return read_contract(Path(stage1["run"]))
+    view = ExperimentConfig.model_validate({"name": config.name, "data": config.data.model_dump(mode="json"),
+                                            "model": config.model.model_dump(mode="json")})
+    return run_contract(view)
 
 
 def _write_oof(run_dir: Path, val_loader: DataLoader[Any], val_slices: pd.DataFrame, fold: int) -> None:
@@ -847,7 +869,7 @@ def _cnn_lstm_probabilities(loaded: LoadedSequenceModel, cache_dir: Path, slices
     """Whole-series CNN-LSTM probabilities for rows sorted by series and slice_index."""
     from ichscan.data.dataset import SeriesDataset, collate_series
 
-    dataset = SeriesDataset(cache_dir, slices)
+    dataset = SeriesDataset(cache_dir, slices, size=loaded.config.data.size)
     probs = np.zeros((len(slices), N_LABELS), dtype=np.float32)
     with torch.inference_mode():
         for item in dataset:
