@@ -37,7 +37,7 @@ def test_segment_bounds_in_the_slices_table_and_neighbour_z() -> None:
 
 def test_dataset_and_predict_batches_never_join_slices_across_a_gap(tmp_path: Path) -> None:
     from ichscan.data import SliceDataset
-    from ichscan.predict.batches import iter_hu_batches
+    from ichscan.data.batches import iter_hu_batches
 
     table = _table([0, 0, 1, 1])
     (tmp_path / "series").mkdir()
