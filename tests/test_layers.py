@@ -17,8 +17,8 @@ PACKAGE = Path(ichscan.__file__).parent
 # configuration of training). metrics.py holds pure metric functions (numpy, labels), used from
 # training's validation up to evaluate, so it sits with the foundations.
 LAYERS: dict[str, int] = {
-    "ichscan": 0, "labels": 0, "files": 0, "metrics": 0,
-    "dicom": 1, "phantom": 1,
+    "ichscan": 0, "labels": 0, "files": 0, "metrics": 0, "parallel": 0, "dask_worker": 0,
+    "dicom": 1, "nifti": 1, "phantom": 1,
     "prepare": 2,
     "data": 3,
     "models": 4,

@@ -99,7 +99,7 @@ def test_a_cache_made_otherwise_is_refused_and_a_run_without_contract_too(
     result = runner.invoke(app, ["predict", str(other), "--model", str(run), "-o", str(tmp_path / "o"),
                                  "--no-progress"])
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert "cache prepared with size=48, crop=True, but the model was trained on size=32" in result.output
+    assert "cache prepared with size=48, crop=True, spacing=None, but the model was trained on size=32" in result.output
     bare = make_run_dir(tmp_path / "old", "old", size=INPUT, contract=False)
     result = runner.invoke(app, ["predict", str(dicom_folder), "--model", str(bare), "-o", str(tmp_path / "o"),
                                  "--no-progress"])

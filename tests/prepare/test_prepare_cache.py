@@ -6,6 +6,7 @@ import json
 import pickle
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pydicom
@@ -50,7 +51,8 @@ def test_cache_holds_exact_hu_in_anatomical_order_from_shuffled_mixed_files(tmp_
     assert set(manifest.columns) <= set(slices.columns)
     assert result.errors.empty and result.prepared == 1
     meta = json.loads((tmp_path / "cache" / "meta.json").read_text())
-    assert meta == {"size": 0, "crop": False, "version": CACHE_VERSION, "invert_monochrome1": False}
+    assert meta == {"size": 0, "crop": False, "version": CACHE_VERSION, "invert_monochrome1": False,
+                    "opencv_version": cv2.__version__}
 
 
 def test_cropped_resized_cache_keeps_the_brain_and_drops_the_head_rest(tmp_path: Path) -> None:

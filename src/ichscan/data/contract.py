@@ -112,6 +112,7 @@ class InputContract(_Frozen):
     cache_size: int = Field(ge=0)
     cache_version: int
     crop: CropRecipe
+    spacing: float | None = Field(default=None, gt=0)  # `prepare --spacing`: in-plane mm per pixel before crop
     resize: str = RESIZE_KERNEL
     opencv_version: str
     input_size: int = Field(ge=1)
@@ -149,6 +150,7 @@ class InputContract(_Frozen):
         cache_version: int | None = None,
         opencv_version: str | None = None,
         split: SplitRecipe | None = None,
+        spacing: float | None = None,
     ) -> InputContract:
         """A contract for today's prepare code: ``input_size`` None means the cache's own size."""
         from ichscan import __version__
@@ -162,6 +164,7 @@ class InputContract(_Frozen):
             cache_size=int(cache_size),
             cache_version=CACHE_VERSION if cache_version is None else int(cache_version),
             crop=CropRecipe.current(bool(crop)),
+            spacing=None if spacing is None else float(spacing),
             opencv_version=opencv_version or cv2.__version__,
             input_size=int(size),
             windows=tuple(windows),
@@ -181,9 +184,10 @@ class InputContract(_Frozen):
         return len(self.windows) * len(self.offsets)
 
     @property
-    def cache_key(self) -> tuple[int, bool]:
-        """What a prepared cache must match to feed this contract: (cache size, crop on/off)."""
-        return self.cache_size, self.crop.enabled
+    def cache_key(self) -> tuple[int, bool, float | None]:
+        """What a prepared cache must match to feed this contract: (cache size, crop on/off,
+        resampling spacing in mm or None)."""
+        return self.cache_size, self.crop.enabled, self.spacing
 
     def check_cache(self, cache_dir: Path) -> None:
         """ContractError unless the cache at `cache_dir` was prepared as this contract says."""
@@ -191,13 +195,16 @@ class InputContract(_Frozen):
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
             size, crop = int(meta["size"]), bool(meta["crop"])
+            spacing = None if meta.get("spacing") is None else float(meta["spacing"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ContractError(f"{meta_path}: not a readable cache meta.json ({exc})") from exc
-        if (size, crop) != self.cache_key:
+        if (size, crop, spacing) != self.cache_key:
+            wanted = f"--size {self.cache_size}" + ("" if self.spacing is None else f" --spacing {self.spacing:g}")
             raise ContractError(
-                f"{cache_dir}: cache prepared with size={size}, crop={crop}, but the model was trained on "
-                f"size={self.cache_size}, crop={self.crop.enabled}; give the DICOM folder or a manifest "
-                f"(prepared as the model needs), or a cache made with `ichscan prepare --size {self.cache_size}`"
+                f"{cache_dir}: cache prepared with size={size}, crop={crop}, spacing={spacing}, but the model "
+                f"was trained on size={self.cache_size}, crop={self.crop.enabled}, spacing={self.spacing}; give "
+                f"the DICOM folder or a manifest (prepared as the model needs), or a cache made with "
+                f"`ichscan prepare {wanted}`"
             )
 
     def network_input(self, hu: NDArray[np.int16], device: str | torch.device = "cpu") -> torch.Tensor:

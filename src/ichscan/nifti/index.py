@@ -40,6 +40,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from ichscan.dicom.index import MANIFEST_COLUMNS, IndexResult, index_folder
+from ichscan.dicom.order import ORDERED_BY
 from ichscan.files import atomic_path
 from ichscan.labels import LABELS
 from ichscan.nifti.volume import (
@@ -81,6 +82,8 @@ def volume_rows(path: Path, key: str, geometry: NiftiGeometry) -> pd.DataFrame:
             "position": geometry.positions,
             "slice_index": np.arange(depth),
             "n_slices": depth,
+            "segment": 0,  # a volume's slices lie on one regular grid: no gaps
+            "ordered_by": ORDERED_BY[0],  # the affine gives each slice's position along the normal
             "rows": geometry.rows,
             "columns": geometry.columns,
             "pixel_spacing_row": geometry.pixel_spacing_row,

@@ -144,7 +144,7 @@ def prepare_input(
         return PreparedInput(kind, cache_dir, manifest, errors, timings)
     start = time.perf_counter()
     prepared = prepare_cache(manifest, cache_dir, size=contract.cache_size, crop=contract.crop.enabled,
-                             workers=workers, progress=progress, executor=executor)
+                             spacing=contract.spacing, workers=workers, progress=progress, executor=executor)
     timings["prepare"] = time.perf_counter() - start
     slices = read_slices(cache_dir)
     errors = pd.concat([errors, prepared.errors[list(ERROR_COLUMNS)]], ignore_index=True).drop_duplicates()

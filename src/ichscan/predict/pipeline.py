@@ -162,7 +162,7 @@ def shared_contract(contracts: Sequence[InputContract], names: Sequence[str]) ->
     """The contract whose cache feeds every member; ValueError when members need different caches."""
     keys = {c.cache_key for c in contracts}
     if len(keys) > 1:
-        described = ", ".join(f"{n}: size {c.cache_size}, crop {'on' if c.crop.enabled else 'off'}"
+        described = ", ".join(f"{n}: size {c.cache_size}, crop {'on' if c.crop.enabled else 'off'}, spacing {c.spacing}"
                               for n, c in zip(names, contracts))
         raise ValueError(f"ensemble members were trained on different caches ({described}); "
                          "predict them separately")

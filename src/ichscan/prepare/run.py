@@ -314,6 +314,7 @@ def open_cache(cache_dir: Path, settings: CacheSettings) -> None:
                 "crop": settings.crop,
                 "version": settings.version,
                 "invert_monochrome1": settings.invert_monochrome1,
+                "opencv_version": cv2.__version__,  # recorded in each run's input contract
             }
             | ({} if settings.spacing is None else {"spacing": settings.spacing}),  # scale
         )

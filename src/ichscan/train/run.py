@@ -120,6 +120,7 @@ def run_contract(config: ExperimentConfig, cache_dir: Path | None = None) -> Inp
         cache_size=settings.size, crop=settings.crop, cache_version=settings.version,
         windows=tuple(config.data.windows), offsets=tuple(config.data.offsets),
         normalize=config.data.normalize, input_size=config.data.size, opencv_version=opencv,
+        spacing=settings.spacing,
         split=SplitRecipe(method=split.method, n_folds=split.n_folds, seed=split.seed, fold=config.data.fold,
                           group=split.group),
     )
